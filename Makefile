@@ -1,0 +1,51 @@
+# dlkit course-kit. `make lab` opens the course, `make test` runs every test.
+# Both create the virtual environment .venv on first use (Python 3.10-3.13).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export PATH := $(abspath $(BIN)):$(PATH)
+export DLKIT_PROFILE ?= quick
+
+.PHONY: lab test test-unit test-notebooks notebooks lint format doctor legacy-env clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 10) <= v <= (3, 13) else "dlkit needs Python 3.10-3.13, found %d.%d: run make PYTHON=python3.12 ..." % v)'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks
+
+test: test-unit test-notebooks
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+test-notebooks: $(STAMP)
+	$(BIN)/python -m pytest --nbval notebooks -rs
+
+# Re-execute notebooks in place: the only way stored outputs are produced.
+# `make notebooks NB=notebooks/02_softmax_regression.ipynb` for just one.
+NB ?= notebooks
+notebooks: $(STAMP)
+	$(BIN)/python -m dlkit run-notebooks $(NB)
+
+lint: $(STAMP)
+	$(BIN)/ruff check dlkit tests benchmarks notebooks
+	$(BIN)/ruff format --check dlkit tests benchmarks notebooks
+
+format: $(STAMP)
+	$(BIN)/ruff format dlkit tests benchmarks notebooks
+
+doctor: $(STAMP)
+	$(BIN)/python -m dlkit doctor
+
+legacy-env: $(STAMP)
+	bash assets/legacy/make_legacy_env.sh
+
+clean:
+	rm -rf $(VENV) .venv-legacy .pytest_cache notebooks/runs notebooks/artifacts runs

@@ -1,0 +1,27 @@
+"""dlkit: helpers for a Keras 3 / TensorFlow notebook course.
+
+Datasets that work offline, model builders, a trainer that runs the same code
+on a laptop CPU, several GPUs or several machines, plots, tuning and deployment
+glue. Start a notebook with:
+
+>>> import dlkit
+>>> dlkit.setup(seed=42)  # doctest: +SKIP
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from dlkit import datasets, env, plots  # noqa: E402
+from dlkit.env import get_profile, setup  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "datasets",
+    "env",
+    "get_profile",
+    "plots",
+    "setup",
+]
