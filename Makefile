@@ -35,11 +35,11 @@ notebooks: $(STAMP)
 	$(BIN)/python -m dlkit run-notebooks $(NB)
 
 lint: $(STAMP)
-	$(BIN)/ruff check dlkit tests benchmarks notebooks
-	$(BIN)/ruff format --check dlkit tests benchmarks notebooks
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 format: $(STAMP)
-	$(BIN)/ruff format dlkit tests benchmarks notebooks
+	$(BIN)/ruff format .
 
 doctor: $(STAMP)
 	$(BIN)/python -m dlkit doctor
