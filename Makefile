@@ -44,8 +44,11 @@ format: $(STAMP)
 doctor: $(STAMP)
 	$(BIN)/python -m dlkit doctor
 
+# Python 3.11 + TensorFlow 2.15.1 + tensorflow-addons 0.23.0 in .venv-legacy, with
+# the Jupyter kernel `dlkit-legacy-tfa` for notebooks/legacy (see README).
+LEGACY_ARGS ?=
 legacy-env: $(STAMP)
-	bash assets/legacy/make_legacy_env.sh
+	bash assets/legacy/make_legacy_env.sh $(LEGACY_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-legacy .pytest_cache notebooks/runs notebooks/artifacts runs

@@ -43,8 +43,19 @@ def _compare_outputs_except_stderr(self, test, ref, skip_compare=None):
 plugin.IPyNbCell.compare_outputs = _compare_outputs_except_stderr
 
 
+def installed_kernels():
+    """Names of the Jupyter kernels whose interpreter exists on this machine."""
+    manager = jupyter_client.kernelspec.KernelSpecManager()
+    names = set()
+    for name in manager.find_kernel_specs():
+        program = manager.get_kernel_spec(name).argv[0]
+        if not os.path.isabs(program) or os.path.exists(program):
+            names.add(name)
+    return names
+
+
 def pytest_collection_modifyitems(config, items):
-    installed = set(jupyter_client.kernelspec.find_kernel_specs())
+    installed = installed_kernels()
     missing = {}
     for item in items:
         path = pathlib.Path(str(item.fspath))
