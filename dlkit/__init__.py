@@ -12,7 +12,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from dlkit import datasets, env, plots  # noqa: E402
+from dlkit import datasets, deploy, env, plots, serve  # noqa: E402
 from dlkit.env import get_profile, setup  # noqa: E402
 
 __version__ = "0.1.0"
@@ -20,8 +20,10 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__",
     "datasets",
+    "deploy",
     "env",
     "get_profile",
     "plots",
+    "serve",
     "setup",
 ]

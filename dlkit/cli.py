@@ -75,13 +75,6 @@ def data(args):
     return 1 if failed else 0
 
 
-def serve(args):
-    """Hands the arguments to `dlkit.serve.main`."""
-    from dlkit import serve as serving
-
-    return serving.main(args.serve_args)
-
-
 def run_notebooks(args):
     """Re-executes notebooks in place; 1 if any failed."""
     paths = find_notebooks(args.paths or ["notebooks"])
@@ -165,11 +158,8 @@ def build_parser():
     )
     fetch.add_argument("--profile", choices=["quick", "full"], default=None)
     fetch.set_defaults(run=data)
-    serving = commands.add_parser(
-        "serve", help="serve an exported model", add_help=False
-    )
-    serving.add_argument("serve_args", nargs=argparse.REMAINDER)
-    serving.set_defaults(run=serve)
+    # Listed for --help only: main() hands `serve ...` to dlkit.serve.main.
+    commands.add_parser("serve", help="serve an exported model (serve --help)")
     execute = commands.add_parser("run-notebooks", help="re-execute notebooks in place")
     execute.add_argument(
         "paths", nargs="*", help="notebooks or folders (default: notebooks)"
@@ -181,5 +171,10 @@ def build_parser():
 
 def main(argv=None):
     """Runs the command line; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["serve"]:  # dlkit.serve parses its own options, --help too
+        from dlkit import serve as serving
+
+        return serving.main(argv[1:])
     args = build_parser().parse_args(argv)
     return args.run(args)

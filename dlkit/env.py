@@ -156,6 +156,9 @@ REPORTED_PACKAGES = (
     "matplotlib",
     "jupyterlab",
     "nbval",
+    "kserve",
+    "ai-edge-litert",
+    "onnxruntime",
 )
 
 
