@@ -12,18 +12,33 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from dlkit import datasets, deploy, env, plots, serve  # noqa: E402
+from dlkit import (  # noqa: E402
+    datasets,
+    deploy,
+    env,
+    models,
+    plots,
+    serve,
+    training,
+    tuning,
+)
 from dlkit.env import get_profile, setup  # noqa: E402
+from dlkit.training import Trainer, train  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Trainer",
     "__version__",
     "datasets",
     "deploy",
     "env",
     "get_profile",
+    "models",
     "plots",
     "serve",
     "setup",
+    "train",
+    "training",
+    "tuning",
 ]
