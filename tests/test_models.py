@@ -2,7 +2,6 @@
 training step each, hyperparameters that change the architecture, errors."""
 
 import ast
-import contextlib
 import doctest
 import inspect
 import pathlib
@@ -12,19 +11,10 @@ import numpy as np
 import pytest
 
 from dlkit import models
+from dlkit.training import _dtype_policy  # the trainer restores the policy the same way
 
 IMAGES = np.random.default_rng(0).integers(0, 255, size=(4, 28, 28)).astype("uint8")
 TOKENS = np.array([[5, 9, 2, 0, 0], [1, 2, 3, 4, 7]], dtype="int32")
-
-
-@contextlib.contextmanager
-def dtype_policy(name):
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 # (builder, inputs, targets, loss, expected output shape)
@@ -133,7 +123,7 @@ def test_builder_returns_an_uncompiled_model_that_trains(name):
 @pytest.mark.parametrize("name", CASES)
 def test_outputs_stay_float32_under_mixed_precision(name, policy):
     build = CASES[name][0]
-    with dtype_policy(policy):
+    with _dtype_policy(policy):
         model = build()
     assert model.output.dtype == "float32"
     assert model.layers[-1].compute_dtype == "float32"
