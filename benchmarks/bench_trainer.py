@@ -1,24 +1,30 @@
-"""Benchmark of `dlkit.training.Trainer` against plain `model.fit`.
+"""Benchmark: what `dlkit.training.Trainer` costs on top of `model.fit`.
 
-    python benchmarks/bench_trainer.py [--epochs 4] [--repeats 3]
+    python benchmarks/bench_trainer.py [--epochs 5] [--repeats 6]
+        [--images 16000] [--rows trainer,arrays,replicas,precision]
 
-Trains the keras-io style CNN (`dlkit.models.cnn`) on the quick MNIST split
-(4,000 images) and reports images per second, as ratios measured in one run:
+Trains the keras-io style CNN (`dlkit.models.cnn`) on the quick MNIST split,
+its 4,000 images repeated to `--images` an epoch, so that an epoch takes
+several seconds and the benchmark measures training rather than start-up.
+Prints the cost of one backup (the trainer saves one at every epoch end),
+then one row per comparison of a against b, measured in this one run:
 
-1. the trainer (TensorBoard and backups on) against plain `model.fit` on the
-   same model and batch, fed the same arrays, then the same `tf.data`
-   pipeline (`dlkit.datasets.make_dataset`): the trainer should cost nothing
-   (ratio >= 0.97);
-2. one replica against two (`MirroredStrategy` over two logical CPUs, or over
-   two GPUs when there are two), at the same global batch;
-3. float32 against mixed precision: `mixed_bfloat16` on a CPU, and on a GPU
-   the policy the trainer picks there (`mixed_float16` from compute
-   capability 7.0).
+- trainer: `model.fit` against `Trainer.fit` (TensorBoard and backups on) on
+  the same model and the same `tf.data` pipeline (`datasets.make_dataset`);
+  the trainer should cost nothing;
+- arrays: the same, fed arrays (each side batching them its own way);
+- replicas: one replica against two (`MirroredStrategy` over two logical
+  CPUs, or two GPUs), at the same global batch;
+- precision: `float32` against `mixed_bfloat16` (and, on a GPU, against the
+  policy the trainer picks there).
 
-Throughput counts the epochs after the first (which traces the functions) up
-to the moment `fit` returns, so every per-epoch cost of the trainer (backups,
-TensorBoard) is inside. The two sides of each comparison run alternately,
-`--repeats` times, and the median is reported.
+Throughput is measured for every epoch after the first (which traces the
+functions), from its start to the next one's or to the return of `fit`, so
+every per-epoch cost (backups, TensorBoard) is inside. The sides alternate
+(a b, b a, a b, ...), `--repeats` runs each. Columns: each side's median
+epoch in images per second, then b / a of the best epochs, of the median
+epochs (the trainer's target: 0.97 or more) and of the median images per
+CPU-second of this process.
 """
 
 import argparse
@@ -33,175 +39,186 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from dlkit import datasets, models, training  # noqa: E402
+from dlkit import datasets, env, models, training  # noqa: E402
+
+LOSS = "sparse_categorical_crossentropy"
 
 
 def parse_arguments():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=6)
+    parser.add_argument("--images", type=int, default=16000)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--rows", default="trainer,arrays,replicas,precision")
     return parser.parse_args()
 
 
-def use_two_logical_cpus():
-    """Splits the CPU into two logical devices (before TensorFlow starts)."""
-    if not tf.config.list_physical_devices("GPU"):
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        config = tf.config.LogicalDeviceConfiguration()
-        tf.config.set_logical_device_configuration(cpu, [config, config])
+class Stopwatch(keras.callbacks.Callback):
+    """Wall-clock and CPU seconds of each epoch after the first.
 
+    An epoch runs from its start to the next epoch's start, the last one to
+    `stop()` right after `fit` returns, so that a trainer's epoch-end and
+    end-of-fit work (backups, TensorBoard) is inside.
+    """
 
-class SteadyClock(keras.callbacks.Callback):
-    """Notes when the second epoch starts (wall clock and process CPU time)."""
+    def on_train_begin(self, logs=None):
+        self.times = []
 
     def on_epoch_begin(self, epoch, logs=None):
-        if epoch == 1:
-            self.start = (time.perf_counter(), time.process_time())
+        if epoch > 0:
+            self.times.append((time.perf_counter(), time.process_time()))
+
+    def stop(self):
+        self.times.append((time.perf_counter(), time.process_time()))
+        pairs = zip(self.times[:-1], self.times[1:], strict=True)
+        return [(end[0] - start[0], end[1] - start[1]) for start, end in pairs]
 
 
-def images_per_second(run, examples, epochs):
-    """Returns (images per wall-clock second, images per CPU second)."""
-    clock = SteadyClock()
-    run(clock)
-    wall, cpu = time.perf_counter(), time.process_time()
-    images = examples * (epochs - 1)
-    return images / (wall - clock.start[0]), images / (cpu - clock.start[1])
+def build():
+    return models.cnn((28, 28, 1), 10, rescale=1 / 255)
 
 
-def as_dataset(data, arguments):
-    """The same tf.data pipeline for both sides: shuffled, batched, prefetched."""
-    return datasets.make_dataset(*data, batch_size=arguments.batch_size)
-
-
-def plain_fit(data, arguments, pipeline=False):
-    def run(clock):
-        model = models.cnn((28, 28, 1), 10, rescale=1 / 255)
-        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
-        inputs = (
-            {"x": as_dataset(data, arguments)}
-            if pipeline
-            else dict(x=data[0], y=data[1], batch_size=arguments.batch_size)
+def model_fit(make_data, arguments):
+    def run(stopwatch):
+        model = build()
+        model.compile("adam", LOSS, metrics=["accuracy"])
+        data, batch_size = make_data()
+        x, y = data if batch_size else (data, None)
+        model.fit(
+            x,
+            y,
+            batch_size=batch_size,
+            epochs=arguments.epochs,
+            callbacks=[stopwatch],
+            verbose=0,
         )
-        model.fit(**inputs, epochs=arguments.epochs, callbacks=[clock], verbose=0)
+        return stopwatch.stop()
 
     return run
 
 
-def trainer_fit(data, arguments, strategy="auto", precision="float32", replicas=1):
-    return trainer_fit_on(lambda: data, arguments, strategy, precision, replicas)
-
-
-def trainer_pipeline_fit(data, arguments):
-    return trainer_fit_on(lambda: as_dataset(data, arguments), arguments)
-
-
-def trainer_fit_on(
-    make_data, arguments, strategy="auto", precision="float32", replicas=1
-):
-    def build():
-        return models.cnn((28, 28, 1), 10, rescale=1 / 255)
-
-    def run(clock):
-        quiet = contextlib.redirect_stdout(io.StringIO())  # its one-line summary
-        with tempfile.TemporaryDirectory() as runs_dir, quiet:
+def trainer_fit(make_data, arguments, precision="float32", **options):
+    def run(stopwatch):
+        with tempfile.TemporaryDirectory() as runs_dir:
             trainer = training.Trainer(
-                strategy=strategy,
                 precision=precision,
-                loss="sparse_categorical_crossentropy",
+                loss=LOSS,
                 metrics=["accuracy"],
                 runs_dir=runs_dir,
+                **options,
             )
-            batch_size = arguments.batch_size // replicas
-            data = make_data()
-            trainer.fit(
-                build,
-                data,
-                epochs=arguments.epochs,
-                batch_size=None if isinstance(data, tf.data.Dataset) else batch_size,
-                run_name="bench",
-                callbacks=[clock],
-                verbose=0,
-            )
+            data, batch_size = make_data()
+            with contextlib.redirect_stdout(io.StringIO()):  # its start-up line
+                trainer.fit(
+                    build,
+                    data,
+                    batch_size=batch_size,
+                    epochs=arguments.epochs,
+                    run_name="bench",
+                    callbacks=[stopwatch],
+                    verbose=0,
+                )
+            return stopwatch.stop()
 
     return run
 
 
-def compare(title, side_a, side_b, examples, arguments):
-    """Runs the two sides alternately and prints one table row.
-
-    The headline ratio uses each side's best run (like `timeit`): on a shared
-    machine other processes only ever slow a run down. The median ratio and
-    the ratio of images per CPU-second are printed beside it.
-    """
-    runs = {name: [] for name, _ in (side_a, side_b)}
-    for _ in range(arguments.repeats):
-        for name, run in (side_a, side_b):
-            runs[name].append(images_per_second(run, examples, arguments.epochs))
-    (name_a, a), (name_b, b) = runs.items()
-    best_a, best_b = max(wall for wall, _ in a), max(wall for wall, _ in b)
-    median_a, median_b = (statistics.median(wall for wall, _ in x) for x in (a, b))
-    cpu_a, cpu_b = (statistics.median(cpu for _, cpu in x) for x in (a, b))
+def compare(title, side_a, side_b, arguments):
+    """Runs the sides alternately; prints a table row of per-epoch throughput."""
+    epochs = {side_a[0]: [], side_b[0]: []}  # (images/s, images/CPU-s) an epoch
+    for repeat in range(arguments.repeats):
+        for name, run in (side_a, side_b) if repeat % 2 == 0 else (side_b, side_a):
+            for wall, cpu in run(Stopwatch()):
+                epochs[name].append((arguments.images / wall, arguments.images / cpu))
+    (name_a, a), (name_b, b) = epochs.items()
+    best = [max(wall for wall, _ in side) for side in (a, b)]
+    median = [statistics.median(wall for wall, _ in side) for side in (a, b)]
+    cpu = [statistics.median(cpu for _, cpu in side) for side in (a, b)]
     print(
-        f"| {title} | {name_a}: {best_a:,.0f} | {name_b}: {best_b:,.0f} "
-        f"| **{best_b / best_a:.3f}** | {median_b / median_a:.3f} "
-        f"| {cpu_b / cpu_a:.3f} |",
+        f"| {title} | {name_a}: {median[0]:,.0f} | {name_b}: {median[1]:,.0f} "
+        f"| {best[1] / best[0]:.3f} | **{median[1] / median[0]:.3f}** "
+        f"| {cpu[1] / cpu[0]:.3f} |",
         flush=True,
     )
 
 
+def backup_milliseconds(folder, saves=20):
+    """Median wall-clock time of one backup save of the CNN (after the first)."""
+    model = build()
+    model.compile("adam", LOSS)
+    model.optimizer.build(model.trainable_variables)
+    backup = training._Backup(folder, model, tf.distribute.get_strategy())
+    backup.restore()
+    times = []
+    for epoch in range(saves + 1):
+        start = time.perf_counter()
+        backup.on_epoch_end(epoch)
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times[1:])
+
+
 def main():
     arguments = parse_arguments()
-    use_two_logical_cpus()
+    if not tf.config.list_physical_devices("GPU"):  # two logical CPUs, first
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        config = tf.config.LogicalDeviceConfiguration()
+        tf.config.set_logical_device_configuration(cpu, [config, config])
     keras.utils.set_random_seed(0)
     (x, y), _ = datasets.load_mnist(profile="quick", verbose=False)
-    data, examples = (x[..., None], y), len(x)
+    repeat = -(-arguments.images // len(x))
+    x, y = (np.concatenate([a] * repeat)[: arguments.images] for a in (x[..., None], y))
+    batch = arguments.batch_size
     gpus = tf.config.list_logical_devices("GPU")
     devices = [device.name for device in (gpus or tf.config.list_logical_devices())]
     print(
-        f"TensorFlow {tf.__version__}, Keras {keras.__version__}, devices "
-        f"{devices}, {examples} images, batch {arguments.batch_size}, "
-        f"{arguments.epochs} epochs ({arguments.epochs - 1} timed), "
-        f"{arguments.repeats} runs a side\n"
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__}, devices {devices}, "
+        f"{arguments.images} images an epoch, batch {batch}, {arguments.epochs} "
+        f"epochs ({arguments.epochs - 1} timed), {arguments.repeats} runs a side\n"
     )
+    with tempfile.TemporaryDirectory() as folder:
+        print(f"One backup save of the CNN: {backup_milliseconds(folder):.1f} ms\n")
     print(
-        "| comparison | a (img/s) | b (img/s) | b / a, best runs "
+        "| comparison | a, median img/s | b, median img/s | b / a, best epochs "
         "| b / a, medians | b / a, per CPU-second |\n|---|---|---|---|---|---|"
     )
-    comparisons = [
-        (
-            "trainer vs plain model.fit, arrays",
-            ("model.fit", plain_fit(data, arguments)),
-            ("Trainer.fit", trainer_fit(data, arguments)),
+
+    def pipeline():  # a dataset of batches, and no batch_size
+        return datasets.make_dataset(x, y, batch_size=batch), None
+
+    def arrays():
+        return (x, y), batch
+
+    rows = {
+        "trainer": (
+            "trainer vs model.fit, same tf.data pipeline",
+            ("model.fit", model_fit(pipeline, arguments)),
+            ("Trainer.fit", trainer_fit(pipeline, arguments)),
         ),
-        (
-            "trainer vs plain model.fit, same tf.data pipeline",
-            ("model.fit", plain_fit(data, arguments, pipeline=True)),
-            ("Trainer.fit", trainer_pipeline_fit(data, arguments)),
+        "arrays": (
+            "trainer vs model.fit, arrays",
+            ("model.fit", model_fit(arrays, arguments)),
+            ("Trainer.fit", trainer_fit(arrays, arguments)),
         ),
-        (
+        "replicas": (
             "1 vs 2 replicas, same global batch",
-            ("1 replica", trainer_fit(data, arguments, devices[:1])),
-            ("2 replicas", trainer_fit(data, arguments, devices[:2], replicas=2)),
+            ("1 replica", trainer_fit(pipeline, arguments, strategy=devices[:1])),
+            ("2 replicas", trainer_fit(pipeline, arguments, strategy=devices[:2])),
         ),
-    ]
-    for precision in ("mixed_bfloat16", training.select_precision(list_gpus())):
-        if precision != "float32" and precision not in [c[2][0] for c in comparisons]:
-            comparisons.append(
-                (
-                    f"float32 vs {precision}",
-                    ("float32", trainer_fit(data, arguments)),
-                    (precision, trainer_fit(data, arguments, precision=precision)),
-                )
-            )
-    for title, side_a, side_b in comparisons:
-        compare(title, side_a, side_b, examples, arguments)
-
-
-def list_gpus():
-    return [d for d in training.list_devices() if d.kind == "GPU"]
+    }
+    gpu_policy = training._select_precision(env.list_devices())
+    for policy in {"mixed_bfloat16", gpu_policy} - {"float32"}:
+        rows[f"precision {policy}"] = (
+            f"float32 vs {policy}",
+            ("float32", trainer_fit(pipeline, arguments)),
+            (policy, trainer_fit(pipeline, arguments, precision=policy)),
+        )
+    for key, row in rows.items():
+        if key.split()[0] in arguments.rows.split(","):
+            compare(*row, arguments)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,11 @@ its own devices or its own `TF_CONFIG`).
 
     python tests/_train_worker.py OUTPUT.npz --runs-dir DIR [options]
 
-Trains a tiny model on fixed random data with `dlkit.training` in deterministic
-mode and saves the final weights to OUTPUT.npz. `--pause-at EPOCH:BATCH` makes
-the first run that reaches that batch write `paused-EPOCH-BATCH` next to the
-output and wait there to be killed; a later run of the same command finds the
-file and goes on.
+Trains a tiny model on fixed random data with `dlkit.training` (TensorFlow's
+op determinism on) and saves the final weights to OUTPUT.npz. `--pause-at
+EPOCH:BATCH` makes the first run that reaches that batch write
+`paused-EPOCH-BATCH` next to the output and wait there to be killed; a later
+run of the same command finds the file and goes on.
 """
 
 import argparse
@@ -27,12 +27,11 @@ def parse_arguments():
     parser.add_argument("--run-name", default="worker")
     parser.add_argument("--model", choices=("plain", "stateful"), default="stateful")
     parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32)  # the global batch
     parser.add_argument("--examples", type=int, default=512)
     parser.add_argument("--pause-at", default="")
     parser.add_argument("--strategy", default="auto")
     parser.add_argument("--logical-cpus", type=int, default=0)
-    parser.add_argument("--save-best", action="store_true")
     return parser.parse_args()
 
 
@@ -94,6 +93,8 @@ def main():
 
     from dlkit import training
 
+    tf.config.experimental.enable_op_determinism()
+
     output = pathlib.Path(arguments.output)
     strategy = arguments.strategy
     if strategy != "auto":
@@ -104,9 +105,7 @@ def main():
         optimizer=optimizer,
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
-        deterministic=True,
         seed=7,
-        save_best=arguments.save_best,
         runs_dir=arguments.runs_dir,
     )
     train_data, validation_data = make_data(arguments.examples)

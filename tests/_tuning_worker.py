@@ -7,9 +7,9 @@ keras-tuner reads its role from the environment: the process whose tuner id
 contains "chief" runs the oracle (a gRPC server) and trains nothing; every
 other process asks it for trials, trains them through `dlkit.tuning` and
 reports the scores back. All share DIRECTORY. Each worker prints
-`ran trial <id>` for every trial it runs. With `--barrier N`, workers wait
-(at most `BARRIER_SECONDS`) until N workers are ready before searching, so
-that each of them gets trials.
+`ran trial <id>` for every trial it runs, and waits (at most
+`BARRIER_SECONDS`) until `--barrier` workers are ready, so that each gets
+trials.
 """
 
 import argparse
@@ -23,40 +23,33 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 BARRIER_SECONDS = 120
 
 
-def parse_arguments():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("directory")
-    parser.add_argument("--max-trials", type=int, default=6)
-    parser.add_argument("--barrier", type=int, default=0)
-    return parser.parse_args()
-
-
 def make_data():
     import numpy as np
 
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(384, 8)).astype("float32")
+    x = rng.normal(size=(192, 8)).astype("float32")
     y = (x[:, :4].sum(axis=1) > x[:, 4:].sum(axis=1)).astype("int32")
-    return (x[:256], y[:256]), (x[256:], y[256:])
+    return (x[:128], y[:128]), (x[128:], y[128:])
 
 
-def tiny_mlp(units=8):
+def build_model(hp):
+    """A tiny classifier: its width and its log-sampled learning rate are tuned."""
     import keras
 
-    return keras.Sequential(
+    model = keras.Sequential(
         [
             keras.Input((8,)),
-            keras.layers.Dense(units, activation="relu"),
+            keras.layers.Dense(hp.Int("units", 2, 16, default=8), activation="relu"),
             keras.layers.Dense(2, activation="softmax"),
         ]
     )
-
-
-def tiny_mlp_space(hp):
-    return {
-        "units": hp.Int("units", 2, 64, default=8),
-        "learning_rate": hp.Float("learning_rate", 1e-3, 1e-1, sampling="log"),
-    }
+    learning_rate = hp.Float("learning_rate", 1e-3, 1e-1, sampling="log")
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
 
 
 def wait_for_workers(directory, count):
@@ -72,7 +65,12 @@ def wait_for_workers(directory, count):
 
 
 def main():
-    arguments = parse_arguments()
+    parser = argparse.ArgumentParser()
+    parser.add_argument("directory")
+    parser.add_argument("--max-trials", type=int, default=6)
+    parser.add_argument("--barrier", type=int, default=2)
+    arguments = parser.parse_args()
+    import keras
     import keras_tuner
 
     from dlkit import training, tuning
@@ -82,26 +80,23 @@ def main():
             super().on_trial_begin(trial)
             print(f"ran trial {trial.trial_id}", flush=True)
 
-    trainer = training.Trainer(
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-        seed=7,
-        runs_dir=arguments.directory,
-    )
-    hypermodel = tuning.HyperModel(tiny_mlp, trainer, space=tiny_mlp_space)
+    directory = pathlib.Path(arguments.directory)
+    trainer = training.Trainer(seed=7, runs_dir=str(directory / "runs"))
     tuner = RecordingRandomSearch(
-        hypermodel,
+        tuning.HyperModel(build_model, trainer),
         objective="val_accuracy",
         max_trials=arguments.max_trials,
         seed=1,
-        directory=arguments.directory,
+        directory=directory,
         project_name="distributed",
     )
-    chief = "chief" in os.environ["KERASTUNER_TUNER_ID"]
-    if arguments.barrier and not chief:
-        wait_for_workers(arguments.directory, arguments.barrier)
-    train_data, validation_data = make_data()
-    tuner.search(*train_data, validation_data=validation_data, epochs=2, verbose=0)
+    if "chief" not in os.environ["KERASTUNER_TUNER_ID"]:
+        wait_for_workers(directory, arguments.barrier)
+    (x, y), validation_data = make_data()
+    tensorboard = keras.callbacks.TensorBoard(str(directory / "logs"))
+    tuner.search(
+        x, y, validation_data=validation_data, callbacks=[tensorboard], verbose=0
+    )
     print("search done", flush=True)
 
 

