@@ -6,8 +6,7 @@ python -m dlkit serve MODEL_DIR        # serve an exported model (serve --help)
 python -m dlkit run-notebooks [PATH]   # re-execute notebooks in place
 """
 
-# Each command imports what it needs when it runs, so `--help` and a `doctor`
-# facing a broken TensorFlow install work without importing TensorFlow.
+# Commands import what they need when run: `--help` and `doctor` need no TensorFlow.
 
 import argparse
 import os
@@ -73,7 +72,6 @@ def _run_notebooks(args):
 def _execute_notebook(path, timeout):
     """Runs one notebook top to bottom in its own kernel and saves its outputs.
 
-    Runs in the notebook's folder, in the quick profile, with fixed hash seeds.
     stderr outputs (warnings) are dropped: they are not part of the lesson and
     nbval does not compare them. The file is replaced only on success.
     """

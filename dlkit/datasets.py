@@ -5,14 +5,13 @@ as strings) and prints one line naming its source, unless `verbose=False`. Its
 `profile` (`None`: `DLKIT_PROFILE`) is `quick` (default: small real data, no
 network, the same everywhere) or `full` (the official full datasets).
 
-`keras.utils.get_file` downloads and caches (in `~/.keras/datasets`). Every file
-must match a pinned sha256, in the `DLKIT_DATA_DIR` mirror (looked at first) too,
-so a corrupted or truncated file is never loaded (`ChecksumError`). Offline with
-no copy, a loader raises `DatasetUnavailableError` saying what to put where.
-Archives are read in place, never extracted: a `../` member has nothing to
-escape, and we need no `tarfile` `filter="data"` (in Python 3.10 from 3.10.12
-only). Only downloads and `make_dataset` import TensorFlow, so `dlkit doctor`
-can call `status()` if it is broken.
+`keras.utils.get_file` downloads and caches (in `~/.keras/datasets`), after the
+`DLKIT_DATA_DIR` mirror. Every file must match a pinned sha256 (else
+`ChecksumError`); offline with no copy, `DatasetUnavailableError` says what to
+put where. Archives are read in place, never extracted: a `../` member has
+nothing to escape, and we need no `tarfile` `filter="data"` (3.10.12+ only).
+Only downloads and `make_dataset` import TensorFlow, so `dlkit doctor` can call
+`status()` if it is broken.
 """
 
 import dataclasses
@@ -165,7 +164,16 @@ def _get_file(dataset, remote, path, sha256):
             f"{sha256}, so it was deleted. Try again, or put a copy at {path}."
         ) from error
     except Exception as error:
-        raise _unavailable(dataset, remote, error) from error
+        mirror = _mirror_dir()
+        where = mirror / remote.path if mirror else f"$DLKIT_DATA_DIR/{remote.path}"
+        inside = " (it is inside that zip)" if remote.url.endswith(".zip") else ""
+        raise DatasetUnavailableError(
+            f"Dataset {dataset!r} needs {remote.path!r}, which is not in the mirror, "
+            f"not in the cache ({_cache_dir()}), and could not be downloaded from "
+            f"{remote.url} ({error}). To work offline, download it{inside} on a "
+            f"machine with network access, put it at {where} and set DLKIT_DATA_DIR "
+            f"to that folder. Expected sha256: {remote.sha256}."
+        ) from error
     return path
 
 
@@ -196,19 +204,6 @@ def _fetch_from_zip(dataset, remote):
     return target
 
 
-def _unavailable(dataset, remote, reason):
-    mirror = _mirror_dir()
-    where = mirror / remote.path if mirror else f"$DLKIT_DATA_DIR/{remote.path}"
-    inside = " (it is inside that zip)" if remote.url.endswith(".zip") else ""
-    return DatasetUnavailableError(
-        f"Dataset {dataset!r} needs {remote.path!r}, which is not in the mirror, "
-        f"not in the cache ({_cache_dir()}), and could not be downloaded from "
-        f"{remote.url} ({reason}). To work offline, download it{inside} on a "
-        f"machine with network access, put it at {where} and set DLKIT_DATA_DIR "
-        f"to that folder. Expected sha256: {remote.sha256}."
-    )
-
-
 def _report(verbose, name, source, splits, unit=""):
     """Prints the loader's line, `name: source, N train / M test`; returns `splits`."""
     if verbose:
@@ -221,10 +216,8 @@ def _split(x, y, test_size, shuffle=True):
     """Stratified and seeded, or, with `shuffle=False`, the last `test_size` out."""
     from sklearn.model_selection import train_test_split
 
-    options = {"stratify": y, "random_state": _SEED} if shuffle else {"shuffle": False}
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=test_size, **options
-    )
+    kw = {"stratify": y, "random_state": _SEED} if shuffle else {"shuffle": False}
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=test_size, **kw)
     return (x_train, y_train), (x_test, y_test)
 
 
@@ -448,8 +441,7 @@ def load_co2(profile=None, verbose=True, test_size=60):
     """Loads monthly mean CO2 at Mauna Loa, March 1958 - December 2001.
 
     statsmodels' bundled weekly series averaged by month (526 months, gaps
-    interpolated), in both profiles. The last `test_size` months (default 60)
-    are the test window.
+    interpolated), in both profiles. The last `test_size` months are the test window.
 
     Returns:
         `(months_train, values_train), (months_test, values_test)`: months as

@@ -1,35 +1,20 @@
 """The trainer: one training call for a laptop CPU, several GPUs, a TPU or machines.
 
-`Trainer.fit` builds a Keras model from a function and trains it with
-`model.fit`, whose `batch_size` (the global batch), `callbacks` and `verbose`
-it keeps. What it adds, and why:
+`Trainer.fit` is `model.compile` + `model.fit` with a strategy and precision for
+the hardware, TensorBoard logs and two things Keras lacks:
 
-- **Strategy and precision for the hardware**, so a notebook runs unchanged
-  on a laptop and on a GPU machine. `strategy="auto"` takes
-  `MultiWorkerMirroredStrategy` when `TF_CONFIG` lists several workers,
-  `TPUStrategy` on a TPU, `MirroredStrategy` over two or more GPUs, else the
-  default strategy. `precision="auto"` takes `mixed_float16` on GPUs of
-  compute capability 7.0 or more, `mixed_bfloat16` on TPUs, else `float32`.
-- **TensorBoard logs** in `runs/<run_name>/<time>`, one run per `fit`.
-- **A complete, atomic crash backup.** At every epoch end the whole training
-  state (all model variables including dropout seed states, the optimizer,
-  the epoch, the log directory) goes to `runs/<run_name>/backup` through a
-  `tf.train.CheckpointManager`, which makes a checkpoint the latest only once
-  it is completely written. The same call after a crash, even a SIGKILL,
-  resumes there and ends with the weights of an uninterrupted run; a run
-  that finishes deletes its backup, so running it again starts afresh. Keras's
-  `BackupAndRestore` falls short: it leaves out the dropout seed states (a
-  resumed run differs), writes weights and epoch one after the other (a kill
-  in between resumes from the wrong epoch), and knows the epoch only inside
-  `fit` (too late to restart the array pipeline there).
-- **A multi-worker loop.** Keras 3's `model.fit` fails under
-  `MultiWorkerMirroredStrategy` (keras-team/keras#20585), so there the
-  trainer runs the model's own `train_step`/`test_step` under `strategy.run`
-  with the same callbacks. The chief writes logs and backup, on storage that
-  every worker reaches.
+**A complete, atomic crash backup** in `runs/<run_name>/backup`: after a crash,
+even a SIGKILL, the same call resumes and ends with the weights of an
+uninterrupted run. Keras's `BackupAndRestore` falls short: it leaves out the
+dropout seed states (a resumed run differs), writes weights and epoch one after
+the other (a kill in between resumes from the wrong epoch), and knows the epoch
+only inside `fit` (too late to restart the array pipeline there).
+
+**A multi-worker loop.** Keras 3's `model.fit` fails under
+`MultiWorkerMirroredStrategy` (keras-team/keras#20585), so there the trainer runs
+the model's own `train_step`/`test_step` under `strategy.run`.
 """
 
-import contextlib
 import datetime
 import functools
 import itertools
@@ -79,7 +64,6 @@ class Trainer:
     `gradient_accumulation_steps` must then be unset.
 
     Example:
-
     ```python
     trainer = Trainer(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model, history = trainer.fit(
@@ -95,9 +79,12 @@ class Trainer:
     Args:
         strategy: `"auto"`, a list of device names for a `MirroredStrategy`
             (e.g. `["/gpu:0", "/gpu:1"]`), or a `tf.distribute.Strategy`.
-            Defaults to `"auto"` (see the module documentation).
-        precision: `"auto"`, `"float32"`, `"mixed_float16"` or
-            `"mixed_bfloat16"`. Defaults to `"auto"`.
+            `"auto"` takes `MultiWorkerMirroredStrategy` when `TF_CONFIG` lists
+            several workers, `TPUStrategy` on a TPU, `MirroredStrategy` over
+            two or more GPUs, else the default strategy. Defaults to `"auto"`.
+        precision: `"float32"`, `"mixed_float16"`, `"mixed_bfloat16"` or `"auto"`:
+            `mixed_float16` on GPUs of compute capability 7.0 or more,
+            `mixed_bfloat16` on TPUs, else `float32`. Defaults to `"auto"`.
         optimizer, loss, metrics, jit_compile: as for `model.compile`.
             Default to `"adam"`, `None`, `None` and `"auto"`.
         gradient_accumulation_steps: apply the optimizer every this many
@@ -110,7 +97,8 @@ class Trainer:
             `keras.callbacks.TensorBoard`, e.g. `{"histogram_freq": 1}`. A
             `TensorBoard` in `fit`'s callbacks replaces the trainer's own.
             Defaults to `True`.
-        runs_dir: folder for logs and backups. Defaults to `"runs"`.
+        runs_dir: folder for logs and backups (the chief writes them; in a
+            multi-worker run, on storage every worker reaches). Defaults to `"runs"`.
 
     Attributes:
         log_dir: the log directory of the last `fit`, set when it starts (so
@@ -209,9 +197,12 @@ class Trainer:
             _check(name, value, type(value) is int and value >= 1)
         folder = isinstance(run_name, str) and re.fullmatch(r"[\w.-]+", run_name)
         _check("run_name", run_name, folder and run_name not in (".", ".."))
-        strategy = self.strategy
-        with _dtype_policy(self.precision):
+        strategy, previous = self.strategy, keras.config.dtype_policy()
+        keras.config.set_dtype_policy(self.precision)
+        try:
             model = self._build(build_model, strategy)
+        finally:  # the precision policy holds for the build only
+            keras.config.set_dtype_policy(previous)
         backup = _Backup(os.path.join(self.runs_dir, run_name), model, strategy)
         try:
             initial_epoch, log_dir = backup.restore()
@@ -310,9 +301,6 @@ class Trainer:
         return line
 
 
-# Strategy and precision.
-
-
 def _select_strategy(devices, cluster=None):
     """`"multi_worker"`, `"tpu"`, `"mirrored"` or `"default"` for these devices."""
     cluster = cluster or {}
@@ -373,23 +361,18 @@ def _strategy_devices(strategy):
     return [by_name.get(name, DeviceInfo(name.split(":")[0])) for name in names]
 
 
-@contextlib.contextmanager
-def _dtype_policy(name):
-    """Sets Keras's global dtype policy for the block, then restores it."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
-
-
-# Logs and backups.
-
-
 class _TensorBoard(keras.callbacks.TensorBoard):
-    """Keras's `TensorBoard`, flushed at every epoch end: a killed run has the
-    epochs its backup holds on disk, so a resumed run shows each epoch once."""
+    """Keras's `TensorBoard`, without idle per-batch work, flushed every epoch.
+
+    Logging per epoch, Keras still calls `tf.summary.scalar` for every metric at
+    every batch: nothing is written, but each batch waits 0.1-0.5 ms for it. The
+    flush puts an epoch's curves on disk before its backup, so a killed and
+    resumed run shows every epoch once.
+    """
+
+    def on_train_batch_end(self, batch, logs=None):
+        per_batch = self.update_freq != "epoch"
+        super().on_train_batch_end(batch, logs if per_batch else None)
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)
@@ -400,12 +383,10 @@ class _TensorBoard(keras.callbacks.TensorBoard):
 class _Backup(keras.callbacks.Callback):
     """Saves the whole training state at every epoch end; restores it before training.
 
-    A `tf.train.CheckpointManager` over all the model's variables (weights,
-    batch-norm statistics, dropout seed states), the optimizer's variables,
-    the number of finished epochs and the log directory. A checkpoint becomes
-    the latest only once completely written, so a kill at any moment leaves
-    the previous one usable. Every worker of a multi-worker run takes part in
-    a save; workers other than the chief write to a throwaway folder.
+    A `tf.train.CheckpointManager` over all model and optimizer variables (dropout
+    seed states included), the finished epochs and the log directory: a checkpoint
+    becomes the latest only once completely written, so a kill leaves the previous
+    one usable. Workers other than the chief write to a throwaway folder.
     """
 
     def __init__(self, run_folder, model, strategy):
@@ -456,7 +437,8 @@ class _Backup(keras.callbacks.Callback):
 
 
 def _feed(name, data, batch_size, seed=None, epochs=(0, 1), drop_remainder=False):
-    """`(dataset, steps per epoch if it streams all epochs, global batch)`."""
+    """`(dataset, steps per epoch if it streams all epochs, global batch)`: arrays
+    stream epochs `epochs[0]` to `epochs[1] - 1`, shuffled by (seed, epoch)."""
     if isinstance(data, tf.data.Dataset):
         if batch_size is not None:
             return data.rebatch(batch_size), None, batch_size
@@ -467,17 +449,8 @@ def _feed(name, data, batch_size, seed=None, epochs=(0, 1), drop_remainder=False
     arrays = leaves and all(hasattr(leaf, "__array__") for leaf in leaves)
     valid = 1 <= len(data) <= 3 and arrays and len(set(map(len, leaves))) == 1
     _check(name, data, valid, _EXPECTED["data"])
-    return _array_feed(data, batch_size or 32, seed, epochs, drop_remainder)
-
-
-def _array_feed(arrays, global_batch, seed, epochs, drop_remainder):
-    """Batches of arrays; with a seed, shuffled in an order fixed by (seed, epoch).
-
-    One pipeline streams epochs `epochs[0]` to `epochs[1] - 1`, so a run
-    resumed at epoch 3 sees the same batches as an uninterrupted one.
-    """
-    tensors = tf.nest.map_structure(tf.convert_to_tensor, arrays)
-    count = len(tf.nest.flatten(arrays)[0])
+    global_batch, count = batch_size or 32, len(leaves[0])
+    tensors = tf.nest.map_structure(tf.convert_to_tensor, data)
 
     @tf.autograph.experimental.do_not_convert  # no tensor-dependent Python here
     def epoch_indices(epoch):
@@ -493,13 +466,10 @@ def _array_feed(arrays, global_batch, seed, epochs, drop_remainder):
         return tf.nest.map_structure(lambda t: tf.gather(t, indices), tensors)
 
     steps = count // global_batch if drop_remainder else math.ceil(count / global_batch)
+    total = steps * (epochs[1] - epochs[0])
     dataset = tf.data.Dataset.range(*epochs).flat_map(epoch_indices)
-    cardinality = tf.data.experimental.assert_cardinality(
-        steps * (epochs[1] - epochs[0])
-    )
-    dataset = dataset.apply(cardinality).map(
-        gather, num_parallel_calls=tf.data.AUTOTUNE
-    )
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(total))
+    dataset = dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
     options = tf.data.Options()  # across workers, shard by example (not file)
     policy = tf.data.experimental.AutoShardPolicy.DATA
     options.experimental_distribute.auto_shard_policy = policy
@@ -507,18 +477,14 @@ def _array_feed(arrays, global_batch, seed, epochs, drop_remainder):
     return dataset, None if epochs == (0, 1) else steps, global_batch
 
 
-# The multi-worker loop.
-
-
 def _multi_worker_fit(
     model, strategy, x, *, validation_data, epochs, steps_per_epoch, **options
 ):
     """What `model.fit` does, written out for `MultiWorkerMirroredStrategy`.
 
-    Runs the model's own `train_step` and `test_step` under `strategy.run`
-    (so the compiled loss, metrics, loss scaling and gradient accumulation
-    all apply) and drives the same Keras callbacks. Logs at epoch end are
-    averaged over all replicas of all workers.
+    The model's own `train_step`/`test_step` (so compiled loss, metrics, loss
+    scaling and gradient accumulation apply) run under `strategy.run`, with the
+    same callbacks. Epoch-end logs are averaged over all replicas.
     """
     chief, verbose = strategy.extended.should_checkpoint, options["verbose"]
     callbacks = keras.callbacks.CallbackList(
@@ -568,15 +534,13 @@ def _distributed_epochs(strategy, dataset, steps=None):
         yield itertools.islice(stream, steps) if stream else iter(dataset)
 
 
-def _replicated(step_function, strategy, jit_compile):
-    if jit_compile:
-        step_function = tf.function(step_function, jit_compile=True)
+def _replicated(step, strategy, jit_compile):
+    step = tf.function(step, jit_compile=True) if jit_compile else step
 
-    @tf.function(reduce_retracing=True)
     def run(batch):
-        return strategy.run(step_function, args=(batch,))
+        return strategy.run(step, args=(batch,))
 
-    return run
+    return tf.function(run, reduce_retracing=True)
 
 
 def _logs(outputs, strategy, local=False):

@@ -13,20 +13,19 @@ import sys
 
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import special, stats
 
 from dlkit import exercises
 
 NOTEBOOKS = pathlib.Path(__file__).resolve().parents[1] / "notebooks"
 
 
-def _sigmoid(z):
-    return 1 / (1 + np.exp(-z))
+def _sigmoid(z):  # right answers from SciPy, not a copy of the references
+    return special.expit(z)
 
 
 def _softmax(z):
-    weights = np.exp(z - z.max(axis=-1, keepdims=True))
-    return weights / weights.sum(axis=-1, keepdims=True)
+    return special.softmax(z, axis=-1)
 
 
 def _bce(y, p):

@@ -3,6 +3,7 @@
 import concurrent.futures
 import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import numpy as np
 import psutil
 import pytest
 import requests
+import yaml
 
 from dlkit import monitor, serve
 
@@ -255,3 +257,34 @@ def test_stop_ends_the_server_and_removes_its_log(server):  # last: stops it
     assert f"Uvicorn running on {server.url}" in server.log_tail(lines=1000)
     assert server.stop() is not None
     assert is_gone(server.process.pid) and not os.path.exists(log_path)
+
+
+# The deployment files run `python -m dlkit serve`: their arguments must parse.
+DEPLOY_ASSETS = pathlib.Path(__file__).resolve().parents[1] / "assets" / "deploy"
+
+
+def test_custom_predictor_manifest_runs_dlkit_serve_with_valid_arguments():
+    text = (DEPLOY_ASSETS / "inferenceservice-dlkit.yaml").read_text()
+    (manifest,) = yaml.safe_load_all(text)
+    (container,) = manifest["spec"]["predictor"]["containers"]
+    assert container["command"] == ["python", "-m", "dlkit", "serve"]
+    args = serve._parser().parse_args(container["args"])  # exits on a bad flag
+    assert (args.model_dir, args.host) == ("/mnt/models", "0.0.0.0")  # in a pod
+    assert args.model_name == manifest["metadata"]["name"]
+    assert [port["containerPort"] for port in container["ports"]] == [args.http_port]
+    probe = container["readinessProbe"]["httpGet"]
+    assert probe == {"path": f"/v1/models/{args.model_name}", "port": args.http_port}
+    annotations = manifest["metadata"]["annotations"]
+    assert annotations["prometheus.kserve.io/port"] == str(args.http_port)
+
+
+def test_dockerfile_entrypoint_matches_the_command_line():
+    lines = (DEPLOY_ASSETS / "Dockerfile").read_text().splitlines()
+    instructions = dict(line.split(" ", 1) for line in lines if line[:1].isupper())
+    assert json.loads(instructions["ENTRYPOINT"]) == ["python", "-m", "dlkit", "serve"]
+    args = serve._parser().parse_args(json.loads(instructions["CMD"]))
+    assert (args.model_dir, args.host, args.http_port) == (
+        "/mnt/models",
+        "0.0.0.0",
+        8080,
+    )

@@ -322,8 +322,16 @@ def epoch_scalars(folder):
 
 
 def test_tensorboard_event_files_hold_the_epoch_scalars(
-    tmp_path, build_tiny, tiny_data
+    tmp_path, build_tiny, tiny_data, monkeypatch
 ):
+    summary = keras.callbacks.TensorBoard().summary  # the module Keras writes with
+    names, scalar = [], summary.scalar
+
+    def recorded_scalar(name, *args, **kwargs):
+        names.append(name)
+        return scalar(name, *args, **kwargs)
+
+    monkeypatch.setattr(summary, "scalar", recorded_scalar)
     trainer = tiny_trainer(
         tmp_path, metrics=["accuracy"], tensorboard={"histogram_freq": 1}
     )
@@ -337,6 +345,8 @@ def test_tensorboard_event_files_hold_the_epoch_scalars(
     assert len(train["epoch_loss"]) == 3
     assert train["epoch_learning_rate"] == pytest.approx([0.001] * 3)
     assert any(tag.endswith("kernel/histogram") for tag in train_tags)
+    # Logging per epoch, no summary call at every batch (they would write nothing).
+    assert "epoch_loss" in names and not [n for n in names if n.startswith("batch_")]
 
 
 def test_a_tensorboard_callback_in_callbacks_replaces_the_trainers_own(

@@ -1,7 +1,6 @@
 import json
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 
@@ -139,14 +138,8 @@ def test_fit_outside_a_search_points_to_the_trainer(tmp_path):
 # Distributed tuning: a chief and two workers on 127.0.0.1.
 
 
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.mark.slow
-def test_distributed_tuning_shares_the_trials_between_workers(tmp_path):
+def test_distributed_tuning_shares_the_trials_between_workers(tmp_path, free_port):
     environment = dict(
         os.environ,
         KERASTUNER_ORACLE_IP="127.0.0.1",
