@@ -40,7 +40,10 @@ def _data(args):
     known = list(datasets.status())
     unknown = [name for name in args.names if name not in known]
     if unknown:
-        message = f"Unknown dataset(s): {unknown}. Expected names from {known}."
+        message = (
+            f"Unknown dataset(s): {unknown}. Expected names from {known}, "
+            f"e.g. `python -m dlkit data {known[0]}`, or none for all of them."
+        )
         print(message, file=sys.stderr)
         return 2
     failed = 0

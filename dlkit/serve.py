@@ -183,7 +183,10 @@ def _v2_arrays(request, names):
     try:
         arrays = {tensor.name: tensor.as_numpy() for tensor in request.inputs}
     except (ValueError, TypeError) as error:
-        raise InvalidInput(f"Invalid V2 inputs: {error}.") from None
+        raise InvalidInput(
+            f"Invalid V2 inputs: {error}. Expected each input's `data` to hold "
+            "as many values of its `datatype` as its `shape` says: fix one of them."
+        ) from None
     if len(names) == len(arrays) == 1:  # a single input: any name will do
         arrays = {names[0]: next(iter(arrays.values()))}
     return arrays, None
