@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 export DLKIT_PROFILE ?= quick
 
-.PHONY: lab test test-unit test-notebooks notebooks lint format doctor legacy-env clean
+.PHONY: lab test test-unit test-notebooks test-alone test-legacy notebooks lint format doctor legacy-env clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 10) <= v <= (3, 13) else "dlkit needs Python 3.10-3.13, found %d.%d: run make PYTHON=python3.12 ..." % v)'
@@ -20,13 +20,23 @@ $(STAMP): pyproject.toml
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks
 
-test: test-unit test-notebooks
+# `make test` runs each notebook once, copied alone (test-alone: strict nbval, the
+# stored outputs compared); `make test-notebooks` runs them in place instead.
+test: test-unit test-alone test-legacy
 
 test-unit: $(STAMP)
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests -rs
 
 test-notebooks: $(STAMP)
 	$(BIN)/python -m pytest --nbval notebooks -rs
+
+# Each notebook copied alone into an empty folder, dlkit installed as a package.
+test-alone: $(STAMP)
+	$(BIN)/python -m pytest tests/test_notebooks_alone.py -m alone -rs
+
+# The tensorflow-addons notebook, in its legacy kernel (skipped if not built).
+test-legacy: $(STAMP)
+	$(BIN)/python -m pytest --nbval notebooks/legacy -rs
 
 # Re-execute notebooks in place: the only way stored outputs are produced.
 # `make notebooks NB=notebooks/02_softmax_regression.ipynb` for just one.

@@ -23,7 +23,7 @@ from dlkit.env import get_profile, setup  # noqa: E402
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    *("datasets", "deploy", "env", "exercises", "explain", "models"),
+    *("compress", "datasets", "deploy", "env", "exercises", "explain", "models"),
     *("monitor", "plots", "serve", "training", "tuning"),
 )
 __all__ = [*_SUBMODULES, "__version__", "get_profile", "setup"]

@@ -36,6 +36,7 @@ __all__ = [
     "load_fashion_mnist",
     "load_imdb",
     "load_mnist",
+    "load_sentiment_domains",
     "load_sentiment_sentences",
     "load_shakespeare",
     "load_sunspots",
@@ -407,13 +408,38 @@ def load_sentiment_sentences(profile=None, verbose=True):
         `(x_train, y_train), (x_test, y_test)`: arrays of strings, int64 labels.
     """
     name = f"sentiment_sentences [{get_profile(profile)}]"
-    pairs = []
-    for path in _fetch("sentiment_sentences"):
-        pairs += _parse_sentiment(path.read_text("utf-8"), path)
-    sentences, labels = zip(*pairs, strict=True)
-    splits = _split(np.array(sentences), np.array(labels, dtype=np.int64), 600)
+    domains = load_sentiment_domains(profile, verbose=False).values()
+    sentences, labels = (np.concatenate(a) for a in zip(*domains, strict=True))
+    splits = _split(sentences, labels, 600)
     source = "UCI Sentiment Labelled Sentences (sha256 verified)"
     return _report(verbose, name, source, splits)
+
+
+def load_sentiment_domains(profile=None, verbose=True):
+    """Loads the same 3,000 sentences kept apart by site, for domain shift.
+
+    The sentences of `load_sentiment_sentences`, unsplit, in file order, by the
+    site they were written on: movie reviews (IMDB), product reviews (Amazon),
+    restaurant reviews (Yelp).
+
+    >>> domains = load_sentiment_domains(verbose=False)
+    >>> list(domains), len(domains["yelp"][0])
+    (['imdb', 'amazon', 'yelp'], 1000)
+
+    Returns:
+        A dict from `"imdb"`, `"amazon"` and `"yelp"` to `(sentences, labels)`:
+        an array of strings and an int64 array of 0 (negative) and 1 (positive).
+    """
+    domains = {}
+    for path in _fetch("sentiment_sentences"):
+        pairs = _parse_sentiment(path.read_text("utf-8"), path)
+        sentences, labels = zip(*pairs, strict=True)
+        site = path.name.split("_")[0]
+        domains[site] = np.array(sentences), np.array(labels, dtype=np.int64)
+    if verbose:
+        sizes = ", ".join(f"{site} {len(s):,}" for site, (s, _) in domains.items())
+        print(f"sentiment_sentences [{get_profile(profile)}] by site: {sizes}")
+    return domains
 
 
 def load_sunspots(profile=None, verbose=True, test_size=60):
@@ -498,7 +524,8 @@ def make_dataset(x, y=None, batch_size=32, shuffle=True, seed=_SEED, augment=Non
         shuffle: whether to reshuffle all examples every epoch, in an order
             set by `seed`. Defaults to `True`.
         augment: a callable taking a batch and `training=True`, such as Keras
-            random preprocessing layers, run in `Dataset.map`. Defaults to `None`.
+            random preprocessing layers, run in `Dataset.map` (sequentially, so
+            a seeded run reproduces). Defaults to `None`.
 
     Returns:
         A `tf.data.Dataset` of batches: `(x, y)` pairs, or `x` alone.
@@ -509,9 +536,10 @@ def make_dataset(x, y=None, batch_size=32, shuffle=True, seed=_SEED, augment=Non
     if shuffle:
         dataset = dataset.shuffle(dataset.cardinality(), seed=seed)
     dataset = dataset.batch(batch_size)
-    parallel = {"num_parallel_calls": tf.data.AUTOTUNE, "deterministic": True}
+    # One batch at a time: parallel calls would draw the augmentation's random
+    # numbers in a different order each run, and the run would not reproduce.
     if augment is not None and y is None:
-        dataset = dataset.map(lambda x: augment(x, training=True), **parallel)
+        dataset = dataset.map(lambda x: augment(x, training=True))
     elif augment is not None:
-        dataset = dataset.map(lambda x, y: (augment(x, training=True), y), **parallel)
+        dataset = dataset.map(lambda x, y: (augment(x, training=True), y))
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -18,6 +18,7 @@ import json
 import numpy as np
 
 __all__ = [
+    *("check_scale_pixels", "check_class_counts"),
     *("check_sigmoid", "check_softmax", "check_binary_crossentropy"),
     *("check_sparse_categorical_crossentropy", "check_logistic_gradient"),
     *("check_cosine_decay", "check_count_parameters", "check_regularized_mlp"),
@@ -28,6 +29,16 @@ __all__ = [
     *("check_search_space", "small_convnet", "check_global_batch"),
     *("check_loss_scaling", "check_tf_config"),
     *("check_integrated_gradients", "check_grad_cam_map", "check_rank_correlation"),
+    *("check_int8_parameters", "check_row_request"),
+    "check_population_stability_index",
+    # notebook 09 checks
+    *("check_batch_norm_inference", "check_orientation_histogram"),
+    *("check_soft_target_loss", "check_magnitude_mask"),
+    # notebooks 10-11 checks
+    *("check_attention_mask", "check_attention_parameter_count"),
+    # notebook 12 checks
+    *("check_ks_statistic", "check_should_promote"),
+    # notebook 14 checks
 ]
 
 _RETURN_HINT = "Replace `...` with your code and `return` the result."
@@ -206,6 +217,37 @@ _MEAN_LOSS = (  # the mistakes every check of a mean loss looks for first
     "Keep the minus sign: a loss is positive, log-probabilities are negative.",
     lambda expected, first, *_: len(first) * expected,
     "Take the mean over the examples, not the sum.",
+)
+
+# Data (notebook 00)
+check_scale_pixels = _exercise(
+    "Checks `scale(x)`: uint8 pixels in 0..255 to float32 values in 0..1.",
+    lambda x: x.astype(np.float32) / 255,
+    [((np.array([[0, 51, 128, 255]], dtype=np.uint8),), "scale([[0, 51, 128, 255]])")],
+    "Your pixels are float32 in [0, 1], with 255 -> 1.0.",
+    _If(lambda result, expected, x: np.asarray(result).dtype != np.float32),
+    "Return float32, as in x.astype('float32') / 255: NumPy's x / 255 is float64, "
+    "twice the memory, and Keras computes in float32 anyway.",
+    _If(lambda result, expected, x: _close(result, x / 256)),
+    "Divide by 255, the largest value a uint8 pixel holds, so 255 becomes 1.0.",
+    _If(lambda result, expected, x: _close(result, x // 255)),
+    "Use true division (/): floor division (//) turns every pixel below 255 into 0.",
+    "scale(x) = x / 255 in float32: 0 -> 0.0, 255 -> 1.0.",
+    same=lambda result, expected: (
+        _close(result, expected) and np.asarray(result).dtype == np.float32
+    ),
+)
+check_class_counts = _exercise(
+    "Checks `count(labels, num_classes)`: how many examples each class has.",
+    lambda labels, num_classes: np.bincount(labels, minlength=num_classes),
+    _calls("count", (np.array([0, 2, 2, 3, 0, 2]), 5)),
+    "Your counts include the classes with no examples.",
+    _If(lambda result, expected, labels, k: np.shape(result) != (k,)),
+    "Return one count per class, num_classes of them, zeros included: "
+    "np.bincount(labels, minlength=num_classes).",
+    lambda expected, labels, num_classes: expected / len(labels),
+    "Return counts, not shares: do not divide by the number of labels.",
+    "counts[k] is how many labels equal k, for k = 0, ..., num_classes - 1.",
 )
 
 # Activations and losses
@@ -732,6 +774,363 @@ check_rank_correlation = _exercise(
     "np.corrcoef(rankdata(a.ravel()), rankdata(b.ravel()))[0, 1].",
     missing=_ONE_NUMBER,
 )
+
+
+# Deployment
+def _int8_parameters(low, high, levels=255, offset=-128, widen=True):
+    """The scale and zero point of TFLite's int8 quantization of [low, high]."""
+    low, high = (min(low, 0.0), max(high, 0.0)) if widen else (low, high)
+    scale = (high - low) / levels
+    return scale, np.round(offset - low / scale)
+
+
+check_int8_parameters = _exercise(
+    "Checks `int8_parameters(low, high)`: int8 quantization's scale and zero point.",
+    _int8_parameters,
+    _calls("int8_parameters", (0.0, 255.0), (-1.0, 3.0), (0.5, 2.0)),
+    "low goes to -128, high to 127 and 0 to an exact integer, as in TFLite's "
+    "converter.",
+    _NOT_PAIR,
+    "Return a pair: (scale, zero_point).",
+    lambda expected, low, high: _int8_parameters(low, high, levels=256),
+    "There are 255 steps from -128 to 127: scale = (high - low) / 255.",
+    lambda expected, low, high: _int8_parameters(low, high, offset=0),
+    "int8 runs from -128 to 127 (uint8 from 0 to 255): low must go to -128.",
+    _If(lambda r, e, low, high: abs(r[1] + 128 - min(low, 0) / e[0]) <= 0.5),
+    "Mind the sign: low / scale + zero_point = -128 gives zero_point = -128 - "
+    "low / scale.",
+    _If(lambda result, *_: not float(result[1]).is_integer()),
+    "Round the zero point to an integer: it is the int8 that stands for 0.0.",
+    lambda expected, low, high: _int8_parameters(low, high, widen=False),
+    "Widen the range to contain 0 first (low = min(low, 0), high = max(high, 0)), "
+    "so that 0.0 (zero padding, ReLU's zeros) is stored exactly.",
+    "With low = min(low, 0) and high = max(high, 0): scale = (high - low) / 255 "
+    "and zero_point = round(-128 - low / scale).",
+    **_pairs(
+        "(scale, zero_point)",
+        lambda scale, zero: f"scale = {_show(scale)}, zero_point = {float(zero):g}",
+    ),
+)
+_JSON_ANSWER = dict(  # options for an answer given as a dict or as JSON text
+    show=lambda value: value if isinstance(value, str) else json.dumps(value),
+    same=lambda result, expected: _config(result) == expected,
+    missing=("{problem}", "{shown}", _RETURN_HINT),
+)
+_COLUMNS = {
+    "pixels": np.array([[0.0, 255.0], [17.0, 3.0]]),
+    "scanner": np.array([2, 5]),
+}
+check_row_request = _exercise(
+    "Checks `row_request(columns)`: TF Serving's row-format body for named inputs.",
+    lambda columns: {
+        "instances": [
+            {name: values[i].tolist() for name, values in columns.items()}
+            for i in range(len(next(iter(columns.values()))))
+        ]
+    },
+    [((_COLUMNS,), "row_request({'pixels': ..., 'scanner': ...})")],
+    "One JSON object per example, named like the signature's inputs: what "
+    "ServingClient.predict sends.",
+    _If(lambda result, *_: _config(result) is None),
+    "JSON holds no NumPy arrays or NumPy numbers: convert values with .tolist().",
+    _If(lambda result, *_: "inputs" in _config(result)),
+    'That is the columnar format ("inputs"); the row format is {"instances": '
+    "[...]}, one entry per example.",
+    _If(lambda result, *_: isinstance(_config(result)["instances"], dict)),
+    '"instances" is a list with one entry per example, not one entry per input.',
+    _If(lambda result, *_: not isinstance(_config(result)["instances"][0], dict)),
+    "With several inputs, each example is an object from input name to value: "
+    '{"pixels": ..., "scanner": ...}.',
+    '{"instances": [{name: columns[name][i].tolist() for name in columns} for i '
+    "in range(number_of_examples)]}.",
+    **_JSON_ANSWER,
+)
+
+
+def _psi(reference, served, edges=None, kl=False):
+    """PSI over the reference's deciles (or `edges`), fractions floored."""
+    edges = np.quantile(reference, np.linspace(0.1, 0.9, 9)) if edges is None else edges
+    p, q = (
+        np.bincount(np.searchsorted(edges, s), minlength=len(edges) + 1) / len(s)
+        for s in (reference, served)
+    )
+    p, q = np.clip(p, 1e-4, None), np.clip(q, 1e-4, None)
+    return float(np.sum((q if kl else q - p) * np.log(q / p)))
+
+
+def _psi_cases():  # no empty bin, then a served sample far off (empty bins)
+    rng = np.random.default_rng(9)
+    reference = rng.normal(size=400)
+    near, far = rng.normal(0.5, 1.0, size=300), rng.normal(4.0, 0.5, size=200)
+    return [
+        ((reference, near), "psi(reference, near)"),
+        ((reference, far), "psi(reference, far)"),
+    ]
+
+
+def _equal_width(reference):
+    return np.linspace(np.min(reference), np.max(reference), 11)[1:-1]
+
+
+check_population_stability_index = _exercise(
+    "Checks `psi(reference, served)`: the PSI over the reference's deciles.",
+    _psi,
+    _psi_cases,
+    "Your PSI matches dlkit.monitor.population_stability_index.",
+    lambda expected, reference, served: _psi(reference, served, kl=True),
+    "Weight each log ratio by (q - p), not by q alone (that is the KL divergence).",
+    lambda expected, r, s: _psi(r, s, edges=_equal_width(r)),
+    "Cut the bins at the reference's deciles (np.quantile), not at equal widths: "
+    "each bin then holds a tenth of the reference.",
+    _If(lambda result, *_: not np.isfinite(result)),
+    "Floor the fractions at 1e-4 (np.clip) so that an empty bin gives a finite PSI.",
+    "edges = np.quantile(reference, [0.1, ..., 0.9]); p and q = each sample's "
+    "fraction per bin, floored at 1e-4; PSI = sum((q - p) * log(q / p)).",
+    missing=_ONE_NUMBER,
+)
+
+
+# notebook 09 checks (definitions)
+# Transfer learning
+def _batch_norm(x, mean, variance, gamma, beta, epsilon=1e-3):
+    return gamma * (x - mean) / np.sqrt(variance + epsilon) + beta
+
+
+_BN_X = np.random.default_rng(10).normal(2.0, 3.0, size=(4, 3))
+_BN_STATS = (np.array([1.0, -2.0, 0.5]), np.array([4.0, 0.25, 9.0]))
+check_batch_norm_inference = _exercise(
+    "Checks `batch_norm_inference(x, moving_mean, moving_variance, gamma, beta)`.",
+    _batch_norm,
+    [((_BN_X, *_BN_STATS, np.array([1.0, 2.0, 0.5]), np.array([0.0, 1.0, -1.0])), "")],
+    "In inference mode a batch-norm layer is a fixed affine map: the same output "
+    "for an example whatever else is in the batch.",
+    _If(
+        lambda r, e, x, m, v, g, b: _close(r, _batch_norm(x, x.mean(0), x.var(0), g, b))
+    ),
+    "Those are the batch's own statistics (training mode). Inference mode uses "
+    "the moving mean and variance learned in training.",
+    lambda e, x, m, v, g, b: g * (x - m) / (v + 1e-3) + b,
+    "Divide by the standard deviation, np.sqrt(moving_variance + epsilon), not "
+    "the variance.",
+    lambda e, x, m, v, g, b: (x - m) / np.sqrt(v + 1e-3),
+    "Scale by gamma and shift by beta after normalizing.",
+    "gamma * (x - moving_mean) / np.sqrt(moving_variance + 1e-3) + beta, "
+    "column by column (Keras's epsilon is 1e-3).",
+    missing=_SHAPED,
+)
+
+
+def _orientations(cell, bins=9, period=180, swap=False, weighted=True):
+    gy, gx = np.gradient(np.asarray(cell, dtype=float))
+    gy, gx = (gx, gy) if swap else (gy, gx)
+    angle = np.degrees(np.arctan2(gy, gx)) % period
+    weights = np.hypot(gx, gy) if weighted else None
+    return np.histogram(angle, bins, range=(0, 180), weights=weights)[0]
+
+
+_CELL = np.array([[0, 0, 1, 3], [0, 2, 5, 6], [1, 5, 8, 7], [2, 6, 7, 4]]) * 30.0
+check_orientation_histogram = _exercise(
+    "Checks `orientation_histogram(cell, bins)`: HOG's histogram of one cell.",
+    _orientations,
+    [((_CELL, 9), "orientation_histogram(cell, 9)"), ((_CELL.T, 6), "... (cell.T, 6)")],
+    "Your histogram matches HOG's: gradient magnitudes voted into unsigned "
+    "orientation bins.",
+    lambda e, cell, bins: _orientations(cell, bins, weighted=False),
+    "Each pixel votes with its gradient magnitude (np.hypot(gx, gy)), not with 1.",
+    lambda e, cell, bins: _orientations(cell, bins, period=360),
+    "HOG's orientations are unsigned: take the angle modulo 180 degrees, so "
+    "that a dark-to-light edge and a light-to-dark edge share a bin.",
+    lambda e, cell, bins: _orientations(cell, bins, swap=True),
+    "np.gradient returns the gradient along rows (y) first, then along columns "
+    "(x); the angle is np.arctan2(gy, gx).",
+    "gy, gx = np.gradient(cell); angle = np.degrees(np.arctan2(gy, gx)) % 180; "
+    "np.histogram(angle, bins, range=(0, 180), weights=np.hypot(gx, gy))[0].",
+    missing=_SHAPED,
+)
+
+
+# Compression
+def _soft_target_loss(student, teacher, temperature, factor=None, reverse=False):
+    def log_softmax(z):
+        z = z / temperature
+        z = z - z.max(axis=-1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+    log_p, log_q = log_softmax(teacher), log_softmax(student)
+    if reverse:
+        log_p, log_q = log_q, log_p
+    kl = np.sum(np.exp(log_p) * (log_p - log_q), axis=-1)
+    return np.mean(kl) * (temperature**2 if factor is None else factor)
+
+
+_STUDENT, _TEACHER = np.random.default_rng(11).normal(0, 3, size=(2, 4, 5))
+check_soft_target_loss = _exercise(
+    "Checks `soft_target_loss(student_logits, teacher_logits, temperature)`.",
+    _soft_target_loss,
+    [((_STUDENT, _TEACHER, t), f"soft_target_loss(s, t, {t})") for t in (1.0, 4.0)],
+    "Your soft term matches Hinton et al.'s: T**2 times the KL divergence of the "
+    "softened distributions, averaged over the batch.",
+    lambda e, s, t, temperature: _soft_target_loss(s, t, temperature, factor=1),
+    "Multiply by temperature**2: the softened gradients are 1/T**2 smaller, and "
+    "the factor gives them back their size.",
+    lambda e, s, t, temperature: _soft_target_loss(s, t, temperature, reverse=True),
+    "KL(teacher || student): weight the log-ratio by the teacher's probabilities.",
+    lambda e, s, t, temperature: _soft_target_loss(s, t, 1.0) * temperature**2,
+    "Divide both sets of logits by the temperature before the softmax.",
+    lambda e, s, t, temperature: e * len(s),
+    "Average over the examples of the batch, do not add them up.",
+    "p = softmax(teacher / T), q = softmax(student / T); T**2 * mean over the "
+    "batch of sum(p * (log p - log q)).",
+    missing=_ONE_NUMBER,
+)
+
+
+def _magnitude_mask(weights, sparsity, key=np.abs, keep_small=False):
+    order = np.argsort(key(weights), axis=None, kind="stable")
+    count = int(round(sparsity * weights.size))
+    mask = np.zeros(weights.size) if keep_small else np.ones(weights.size)
+    mask[order[:count]] = 1.0 if keep_small else 0.0
+    return mask.reshape(weights.shape)
+
+
+_KERNEL = np.random.default_rng(12).normal(size=(4, 5))
+check_magnitude_mask = _exercise(
+    "Checks `magnitude_mask(weights, sparsity)`: 0 for the smallest |weights|.",
+    _magnitude_mask,
+    [((_KERNEL, s), f"magnitude_mask(kernel, {s})") for s in (0.5, 0.8)],
+    "Your mask zeroes the smallest weights by magnitude: `kernel * mask` is the "
+    "pruned kernel.",
+    lambda e, w, sparsity: _magnitude_mask(w, sparsity, key=lambda v: v),
+    "Rank the weights by magnitude, np.abs(weights): a large negative weight "
+    "matters as much as a large positive one.",
+    lambda e, w, sparsity: 1 - e,
+    "The mask is 1 for the weights you keep and 0 for those you prune.",
+    lambda e, w, sparsity: _magnitude_mask(w, 1 - sparsity),
+    "sparsity is the fraction of weights set to 0, not the fraction kept.",
+    "Zero the round(sparsity * weights.size) weights of smallest np.abs(weights) "
+    "and keep the rest: np.argsort over the flattened array.",
+    missing=_SHAPED,
+)
+
+
+# notebooks 10-11 checks (definitions)
+def _attention_mask(ids, rows=False, causal=np.tril):
+    """True where query i may attend key j: j <= i, and key j is not padding."""
+    ids = np.asarray(ids)
+    real = ids[:, :, None] if rows else ids[:, None, :]
+    return (real != 0) & causal(np.ones((ids.shape[1],) * 2, dtype=bool))
+
+
+def _same_mask(result, expected):
+    try:
+        return np.shape(result) == np.shape(expected) and np.array_equal(
+            np.asarray(result, dtype=bool), expected
+        )
+    except (TypeError, ValueError):  # not a boolean array
+        return False
+
+
+_IDS = np.array([[4, 9, 7, 0, 0], [3, 8, 2, 6, 5]])  # a padded and a full sentence
+check_attention_mask = _exercise(
+    "Checks `attention_mask(ids)`: padding and causal masks, combined.",
+    _attention_mask,
+    [((_IDS,), "")],
+    "Query i attends the real tokens up to i: no future, no padding.",
+    _SHAPE,
+    "Return one (length, length) mask per sequence: shape (batch, length, length).",
+    lambda expected, ids: np.broadcast_to(np.tril(np.ones((5, 5), bool)), (2, 5, 5)),
+    "Causal is right; also hide the padding keys (id 0) from every query.",
+    lambda expected, ids: np.broadcast_to((ids != 0)[:, None, :], (2, 5, 5)),
+    "Padding is right; also hide the future: key j only when j <= i (np.tril).",
+    lambda expected, ids: _attention_mask(ids, causal=np.triu),
+    "Row i is the query, column j the key: keep the lower triangle (np.tril).",
+    lambda expected, ids: _attention_mask(ids, rows=True),
+    "Hide the padding keys, the columns (ids[:, None, :] != 0), not the rows.",
+    "mask = (ids[:, None, :] != 0) & np.tril(np.ones((length, length), bool)).",
+    show=lambda value: _show(np.asarray(value, dtype=float)[0]),  # the first sequence
+    same=_same_mask,
+    missing=_SHAPED,
+)
+check_attention_parameter_count = _exercise(
+    "Checks `count_attention_parameters(embedding_dim, num_heads, key_dim)`.",
+    lambda d, h, k: 3 * (d * h * k + h * k) + (h * k * d + d),
+    _calls("count_attention_parameters", (32, 2, 16), (64, 8, 4), (48, 3, 16)),
+    "Your count matches keras.layers.MultiHeadAttention.",
+    lambda expected, d, h, k: 4 * d * h * k,
+    "Count the biases: h * k for each of the query, key and value projections, "
+    "d for the output projection.",
+    lambda expected, d, h, k: 3 * (d * h * k + h * k),
+    "Add the output projection: (h * k) x d weights and d biases.",
+    lambda expected, d, h, k: 3 * (d * k + k) + (k * d + d),
+    "Every head has its own projections: h heads of key_dim k each.",
+    "Query, key, value: d x (h * k) weights and h * k biases each; "
+    "output: (h * k) x d weights and d biases.",
+    **_EXACT,
+    missing=_ARROW,
+)
+
+
+# notebook 12 checks (definitions)
+def _ks(a, b):
+    from scipy import stats  # installed with scikit-learn; imported when used
+
+    return stats.ks_2samp(a, b).statistic
+
+
+def _cdf_gaps(a, b, at=None):
+    """F_a - F_b, the empirical CDFs' difference, at `at` (default: a and b)."""
+    at = np.r_[a, b] if at is None else at
+    cdf = lambda s: np.searchsorted(np.sort(s), at, side="right") / len(s)  # noqa: E731
+    return cdf(a) - cdf(b)
+
+
+_KS_A, _KS_B = [0.55, 0.6, 0.72, 0.9, 0.95], [0.1, 0.3, 0.58, 0.65, 0.8, 0.85]
+check_ks_statistic = _exercise(
+    "Checks `ks_statistic(a, b)`: the largest gap between two empirical CDFs.",
+    _ks,
+    _calls("ks_statistic", (_KS_A, _KS_B), (_KS_B, [0.2, 0.3, 0.3, 0.3, 0.9])),
+    "Your statistic matches scipy.stats.ks_2samp.",
+    lambda expected, a, b: np.max(_cdf_gaps(a, b)),
+    "Take the absolute difference |F_a - F_b|: a shift either way is drift.",
+    lambda expected, a, b: np.max(np.abs(_cdf_gaps(a, b, at=np.asarray(a)))),
+    "Evaluate both CDFs at the values of both samples, not only at those of a.",
+    lambda expected, a, b: abs(np.mean(a) - np.mean(b)),
+    "The test compares whole distributions, not their means.",
+    "F(x) = np.searchsorted(np.sort(s), x, side='right') / len(s) for each "
+    "sample; return the largest |F_a(x) - F_b(x)| over x in both samples.",
+    missing=_ONE_NUMBER,
+)
+
+
+def _promote(champion, challenger, tolerance):
+    better = challenger["new"] > champion["new"]
+    return bool(better and challenger["old"] >= champion["old"] - tolerance)
+
+
+_SCORES = [  # champion, challenger on the old and the new domain, tolerance
+    ({"old": 0.75, "new": 0.73}, {"old": 0.74, "new": 0.82}, 0.02),
+    ({"old": 0.75, "new": 0.73}, {"old": 0.70, "new": 0.85}, 0.02),
+    ({"old": 0.75, "new": 0.73}, {"old": 0.76, "new": 0.73}, 0.02),
+    ({"old": 0.75, "new": 0.73}, {"old": 0.77, "new": 0.74}, 0.0),
+]
+check_should_promote = _exercise(
+    "Checks `should_promote(champion, challenger, tolerance)`: the promotion rule.",
+    _promote,
+    _calls("should_promote", *_SCORES),
+    "Better on the new domain, and not worse than the tolerance on the old one.",
+    lambda e, champion, challenger, t: _promote(champion, challenger, 0.0),
+    "Allow the tolerance: an old-domain accuracy down to champion['old'] - "
+    "tolerance is still fine.",
+    lambda e, champion, challenger, t: challenger["new"] > champion["new"],
+    "Check the old domain too: a challenger that forgets it must not ship.",
+    lambda e, old, new, t: new["new"] >= old["new"] and new["old"] >= old["old"] - t,
+    "Ask for strictly better on the new domain (>): a tie is no reason to swap.",
+    "Return challenger['new'] > champion['new'] and challenger['old'] >= "
+    "champion['old'] - tolerance.",
+    **_EXACT,
+)
+
+# notebook 14 checks (definitions)
 
 for _name in __all__:  # name the checks `_exercise` made after their variables
     globals()[_name].__name__ = globals()[_name].__qualname__ = _name

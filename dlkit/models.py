@@ -25,12 +25,14 @@ __all__ = [
     "cnn",
     "dcgan_discriminator",
     "dcgan_generator",
+    "gpt",
     "logistic_regression",
     "mlp",
     "resnet",
     "sequence_regressor",
     "softmax_regression",
     "text_classifier",
+    "transformer_classifier",
 ]
 
 
@@ -76,7 +78,14 @@ def mlp(
     return keras.Model(inputs, outputs, name="mlp")
 
 
-def cnn(input_shape, num_classes, filters=(32, 64), dropout=0.5, rescale=None):
+def cnn(
+    input_shape,
+    num_classes,
+    filters=(32, 64),
+    dropout=0.5,
+    rescale=None,
+    batch_norm=False,
+):
     """Builds a small convnet in the style of keras-io's MNIST example.
 
     >>> cnn((28, 28), 10).count_params()  # 320 + 18,496 convolution, 16,010 dense
@@ -85,10 +94,17 @@ def cnn(input_shape, num_classes, filters=(32, 64), dropout=0.5, rescale=None):
     Args:
         filters: one 3x3 ReLU convolution and a 2x2 max-pooling per entry,
             then `dropout` and the classifier. Defaults to `(32, 64)`.
+        batch_norm: whether each convolution is followed by batch
+            normalization (the convolution then has no bias) before its ReLU.
+            Defaults to `False`.
     """
     inputs, x = _image_inputs(input_shape, rescale, filters)
     for count in filters:
-        x = layers.Conv2D(count, 3, activation="relu")(x)
+        if batch_norm:
+            x = layers.Conv2D(count, 3, use_bias=False)(x)
+            x = layers.Activation("relu")(layers.BatchNormalization()(x))
+        else:
+            x = layers.Conv2D(count, 3, activation="relu")(x)
         x = layers.MaxPooling2D(2)(x)
     x = _dropout(layers.Flatten()(x), dropout)
     return keras.Model(inputs, _classifier_head(x, num_classes), name="cnn")
@@ -318,3 +334,102 @@ def _invalid(name, value, expected):
         f"Invalid value for argument `{name}`. Received: {name}={value!r}. "
         f"Expected {expected}."
     )
+
+
+def transformer_classifier(
+    vocabulary_size,
+    sequence_length,
+    num_classes=1,
+    embedding_dim=64,
+    num_heads=4,
+    num_layers=1,
+    dropout=0.0,
+):
+    """Builds a Transformer encoder classifier: self-attention blocks, then a mean.
+
+    Token and learned position embeddings are added; `num_layers` encoder
+    blocks mix them (see `gpt`); the mean over the real tokens feeds the
+    classifier. Inputs are padded sequences of token ids, as for
+    `text_classifier`: no token attends to the padding (0) and the mean skips
+    it, so padding does not change the output.
+
+    >>> transformer_classifier(1000, sequence_length=24).output.shape
+    (None, 1)
+
+    Args:
+        sequence_length: the longest input, in tokens: one position
+            embedding per position.
+        num_heads: attention heads, a divisor of `embedding_dim` (else a
+            `ValueError`). Defaults to `4`.
+        num_layers: encoder blocks. Defaults to `1`.
+    """
+    inputs = keras.Input(shape=(None,), dtype="int32")
+    padding_mask = keras.ops.not_equal(inputs, 0)  # Add would drop mask_zero's
+    x = _embed_with_positions(
+        inputs, vocabulary_size, sequence_length, embedding_dim, num_heads
+    )
+    for _ in range(num_layers):
+        x = _transformer_block(x, num_heads, dropout, padding_mask=padding_mask)
+    x = layers.LayerNormalization(epsilon=1e-6)(x)
+    x = layers.GlobalAveragePooling1D()(x, mask=padding_mask)
+    outputs = _classifier_head(_dropout(x, dropout), num_classes)
+    return keras.Model(inputs, outputs, name="transformer_classifier")
+
+
+def gpt(
+    vocabulary_size,
+    sequence_length,
+    embedding_dim=64,
+    num_heads=4,
+    num_layers=2,
+    dropout=0.0,
+):
+    """Builds a small decoder-only Transformer language model, in GPT's design.
+
+    Token and learned position embeddings, then `num_layers` blocks, each
+    `x + attention(norm(x))` and `x + feed_forward(norm(x))` (pre-norm, as in
+    GPT-2; the feed-forward network has `4 * embedding_dim` GELU units). The
+    attention is causal (`use_causal_mask=True`): the output at step t depends
+    on the inputs up to t only. As for `char_language_model`, every position
+    gets a softmax over the vocabulary: train with
+    `"sparse_categorical_crossentropy"` on the inputs shifted by one.
+
+    >>> gpt(vocabulary_size=65, sequence_length=64).output.shape
+    (None, None, 65)
+
+    Args:
+        sequence_length: the longest input (the context), in tokens.
+        num_heads: attention heads, a divisor of `embedding_dim` (else a
+            `ValueError`). Defaults to `4`.
+        num_layers: Transformer blocks. Defaults to `2`.
+    """
+    inputs = keras.Input(shape=(None,), dtype="int32")
+    x = _embed_with_positions(
+        inputs, vocabulary_size, sequence_length, embedding_dim, num_heads
+    )
+    for _ in range(num_layers):
+        x = _transformer_block(x, num_heads, dropout, causal=True)
+    x = layers.LayerNormalization(epsilon=1e-6)(x)
+    return keras.Model(inputs, _classifier_head(x, vocabulary_size), name="gpt")
+
+
+def _embed_with_positions(inputs, vocabulary_size, length, embedding_dim, num_heads):
+    if embedding_dim % num_heads:  # Keras would build heads of a rounded size
+        expected = f"a divisor of embedding_dim={embedding_dim}"
+        raise _invalid("num_heads", num_heads, expected)
+    positions = keras.ops.cumsum(keras.ops.ones_like(inputs), axis=1) - 1  # 0, 1, ..
+    tokens = layers.Embedding(vocabulary_size, embedding_dim)(inputs)
+    return layers.Add()([tokens, layers.Embedding(length, embedding_dim)(positions)])
+
+
+def _transformer_block(x, num_heads, dropout, padding_mask=None, causal=False):
+    dim = x.shape[-1]
+    h = layers.LayerNormalization(epsilon=1e-6)(x)
+    attention = layers.MultiHeadAttention(num_heads, dim // num_heads, dropout=dropout)
+    h = attention(
+        h, h, query_mask=padding_mask, value_mask=padding_mask, use_causal_mask=causal
+    )
+    x = layers.Add()([x, _dropout(h, dropout)])
+    h = layers.LayerNormalization(epsilon=1e-6)(x)
+    h = layers.Dense(4 * dim, activation="gelu")(h)
+    return layers.Add()([x, _dropout(layers.Dense(dim)(h), dropout)])

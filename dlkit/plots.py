@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 __all__ = [
+    "plot_bars",
     "plot_class_histogram",
     "plot_confusion_matrix",
     "plot_curves",
@@ -312,6 +313,39 @@ def plot_trials(table, reference=None):
     axes[0, 0].set_ylabel(f"{table.attrs.get('objective', 'score')} (best epoch)")
     if "search" in table or reference is not None:
         axes[0, -1].legend(fontsize="small")
+    return _finish(figure)
+
+
+def plot_bars(values, xlabel=None, log=False, reference=None, title=None):
+    """Plots named values as horizontal bars, one a row, first on top.
+
+    For a few numbers a learner compares at a glance: throughputs relative
+    to a baseline, differences between runs.
+
+    >>> dlkit.plots.plot_bars({"float32": 1.0, "bf16": 0.5})  # doctest: +SKIP
+
+    Args:
+        values: a dict mapping each label to its value (positive if `log`).
+        xlabel: the axis label. Defaults to `None`.
+        log: a log-scale axis, for values spanning several powers of ten.
+            Defaults to `False`.
+        reference: a value to draw as a dashed line, e.g. the baseline's.
+            Defaults to `None`.
+    """
+    labels, numbers = list(values), np.asarray(list(values.values()), dtype=float)
+    if log and not (numbers > 0).all():
+        raise ValueError(
+            f"Invalid value for argument `values`. Received: {values!r}. "
+            "Expected positive values on a log axis: pass log=False."
+        )
+    figure, axis = plt.subplots(figsize=(6, 0.45 * len(labels) + 1.2))
+    axis.barh(labels, numbers, color=[f"C{i}" for i in range(len(labels))])
+    axis.invert_yaxis()
+    if log:
+        axis.set_xscale("log")
+    if reference is not None:
+        axis.axvline(reference, color="gray", linestyle="--")
+    axis.set(xlabel=xlabel, title=title)
     return _finish(figure)
 
 

@@ -11,6 +11,30 @@ and answered with 400 and what was received and expected, bodies over
 `--max_request_bytes` refused (413), the server bound to 127.0.0.1 unless
 `--host` says otherwise (KServe binds all interfaces), requests counted by
 endpoint and status code, and `--log_inputs FILE` for `dlkit.monitor`.
+
+New versions ship without downtime, as in TF Serving: every `--poll-seconds`
+(default 2; 0 turns watching off) the server looks for the highest numbered
+version; a new one is loaded in a background thread, run on an all-zeros
+example and swapped in with one reference assignment on the event loop: each
+request runs wholly on the version it started with, none waits and none fails.
+The old version is released when its last request is done. Deleting the served
+version rolls back to the highest one left. A version that fails to
+load or to run is refused with one log line and status `END` with the error;
+the current version keeps serving, and a refused version is tried again only if
+its files change. `GET /v1/models/NAME` lists the versions and their states
+(`LOADING`, `AVAILABLE`, `END`) in TF Serving's format.
+
+Shipping convention: write a version into a temporary sibling folder whose name
+is not all digits (e.g. `.partial-x/` or `3.tmp/`) and `os.rename` it to `3`
+when it is complete (atomic on one file system; `dlkit.deploy.export` does so).
+Only all-digit folders holding a `saved_model.pb` are versions, and a version
+whose files changed since the last poll is left until they stop changing, so a
+copy made in place is not loaded half-way either (the rename is the guarantee).
+
+`/metrics` adds `dlkit_model_version`, `dlkit_predictions_total` by predicted
+class and the `dlkit_prediction_confidence` histogram (top-class probability)
+for models that output probabilities, and `dlkit_model_versions_refused_total`;
+`dlkit/assets/monitoring/alerts.yml` holds Prometheus alerting rules on them.
 """
 
 import argparse
@@ -18,6 +42,7 @@ import asyncio
 import atexit
 import inspect
 import json
+import logging
 import os
 import pathlib
 import socket
@@ -34,7 +59,7 @@ from kserve.errors import InvalidInput, ModelNotFound
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from kserve.utils.numpy_codec import from_np_dtype
 from kserve.utils.utils import generate_uuid
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge, Histogram
 from starlette.responses import JSONResponse
 
 from dlkit import monitor
@@ -43,6 +68,23 @@ __all__ = ["LocalServer", "ServingClient", "ServingError", "main"]
 
 _LOOPBACK = "127.0.0.1"
 _SIGNATURE_NAME = "serving_default"  # the signature TF Serving's REST API runs
+_logger = logging.getLogger("kserve")  # KServe's logger: its handler and format
+_REQUESTS = Counter("dlkit_http_requests", "HTTP requests", ["endpoint", "code"])
+_VERSION = Gauge("dlkit_model_version", "The served model version", ["model"])
+_REFUSED = Counter(
+    "dlkit_model_versions_refused", "Versions that failed to load", ["model"]
+)
+_PREDICTIONS = Counter(
+    "dlkit_predictions",
+    "Predicted classes (argmax; sigmoid: p >= 0.5)",
+    ["model", "class"],
+)
+_CONFIDENCE = Histogram(
+    "dlkit_prediction_confidence",
+    "Probability of the predicted class",
+    ["model"],
+    buckets=(0.2, 0.3, 0.4, *(i / 20 for i in range(10, 20)), 0.98, 0.99, 0.999),
+)
 
 
 class ServingError(RuntimeError):
@@ -70,7 +112,14 @@ def main(argv):
             f"Invalid value for argument `--workers`. Received: {args.workers}. "
             "Expected 1: run more servers (replicas) to scale out."
         )
-    model = _SavedModelService(args.model_name, args.model_dir, args.log_inputs)
+    if not args.poll_seconds >= 0:
+        parser.error(
+            f"Invalid value for argument `--poll-seconds`. Received: "
+            f"{args.poll_seconds}. Expected a number >= 0 (0 turns watching off)."
+        )
+    model = _SavedModelService(
+        args.model_name, args.model_dir, args.log_inputs, args.poll_seconds
+    )
     try:
         model.load()
     except ValueError as error:
@@ -94,26 +143,94 @@ def _parser():
     parser.add_argument("--host", default=_LOOPBACK, help="0.0.0.0: all interfaces")
     parser.add_argument("--max_request_bytes", type=int, default=4 * 1024 * 1024)
     parser.add_argument("--log_inputs", help="append input statistics to this file")
+    parser.add_argument(
+        "--poll-seconds",
+        "--poll_seconds",
+        dest="poll_seconds",
+        type=float,
+        default=2.0,
+        help="seconds between looks for a new version; 0: never",
+    )
     # gRPC binds all interfaces on a fixed port; a log line per request is noise.
     parser.set_defaults(enable_grpc=False, enable_latency_logging=False)
     return parser
 
 
 class _SavedModelService(kserve.Model):
-    """A KServe model running the newest version of a SavedModel directory."""
+    """A KServe model serving the newest good version of a SavedModel directory."""
 
-    def __init__(self, name, model_dir, log_inputs=None):
+    def __init__(self, name, model_dir, log_inputs=None, poll_seconds=0):
         super().__init__(name)
         self.model_dir, self.log_inputs = pathlib.Path(model_dir), log_inputs
+        self.poll_seconds, self.engine = poll_seconds, poll_seconds > 0
+        self.predictor, self.version = None, 0
+        self.states = {}  # version: (state, error_code, error_message)
+        self.seen, self.refused = {}, {}  # version: its files when last seen
+        _REFUSED.labels(name)  # at 0: an alert sees the first refusal
 
     def load(self):
-        from dlkit.deploy import SavedModelPredictor, latest_version
+        from dlkit.deploy import _versions, latest_version
 
-        version_dir = latest_version(self.model_dir)
-        self.predictor = SavedModelPredictor(version_dir)
-        self.version = int(version_dir.name)
-        self.ready = True
-        return self.ready
+        latest_version(self.model_dir)  # a clear ValueError if there is none
+        for version in sorted(_versions(self.model_dir), reverse=True):
+            self.seen[version] = _fingerprint(self.model_dir / str(version))
+            if predictor := self._load_version(version):
+                self._swap(predictor, version)
+                return self.ready
+        raise ValueError(f"No version in {str(self.model_dir)!r} could be loaded.")
+
+    async def start_engine(self):  # KServe runs it on the server's event loop
+        while self.ready:
+            await asyncio.sleep(self.poll_seconds)
+            try:
+                version, predictor = await asyncio.to_thread(self._poll)
+            except OSError:  # a file vanished while being looked at: look again
+                continue
+            if predictor and self.ready:
+                self._swap(predictor, version)
+
+    def _poll(self):
+        """Loads a new highest version once its files stop changing (a thread)."""
+        from dlkit.deploy import _versions
+
+        version = max(_versions(self.model_dir), default=0)
+        if version in (0, self.version):  # nothing new (lower: a rollback)
+            return version, None
+        files = _fingerprint(self.model_dir / str(version))
+        changing, self.seen[version] = files != self.seen.get(version), files
+        if changing or files == self.refused.get(version):
+            return version, None
+        return version, self._load_version(version)
+
+    def _load_version(self, version):
+        """Returns the version's checked predictor, or `None` if it is refused."""
+        from dlkit.deploy import SavedModelPredictor
+
+        self.states[version] = ("LOADING", "OK", "")
+        try:
+            predictor = SavedModelPredictor(self.model_dir / str(version))
+            _check_on_zeros(predictor)
+            return predictor
+        except Exception as error:  # whatever the cause, this version is refused
+            reason = " ".join(f"{type(error).__name__}: {error}".split())[:300]
+            reason = reason.replace(f"{self.model_dir}{os.sep}", "")  # no paths
+            code = "INVALID_ARGUMENT" if isinstance(error, ValueError) else "UNKNOWN"
+            self.states[version] = ("END", code, reason)
+            self.refused[version] = self.seen.get(version)
+            _REFUSED.labels(self.name).inc()
+            _logger.error(
+                "Refused version %s of model %s (%s); serving version %s.",
+                *(version, self.name, reason, self.version or "none"),
+            )
+
+    def _swap(self, predictor, version):
+        """Serves `predictor` from the next request on (on the event loop)."""
+        old, self.predictor, self.version = self.version, predictor, version
+        self.states[version], self.ready = ("AVAILABLE", "OK", ""), True
+        if old:  # in-flight requests hold the old predictor until they end
+            self.states[old] = ("END", "OK", "")
+        _VERSION.labels(self.name).set(version)
+        _logger.info("Serving version %s of model %s.", version, self.name)
 
     def get_input_types(self):  # the V2 protocol's model metadata
         return [
@@ -126,12 +243,14 @@ class _SavedModelService(kserve.Model):
         ]
 
     async def predict(self, payload, headers=None):
-        names, v2 = list(self.predictor.input_specs), isinstance(payload, InferRequest)
+        predictor, version = self.predictor, self.version  # one version throughout
+        names, v2 = list(predictor.input_specs), isinstance(payload, InferRequest)
         arrays, row_format = (_v2_arrays if v2 else _v1_arrays)(payload, names)
         try:  # TensorFlow runs in a thread, off the event loop
-            outputs = await asyncio.to_thread(self.predictor.predict_all, arrays)
+            outputs = await asyncio.to_thread(predictor.predict_all, arrays)
         except ValueError as error:  # inputs that do not fit the signature
             raise InvalidInput(str(error)) from None
+        _count_predictions(self.name, outputs[predictor.output_names[0]])
         if self.log_inputs:
             monitor.write_input_log(self.log_inputs, next(iter(arrays.values())))
         if not v2:
@@ -141,7 +260,45 @@ class _SavedModelService(kserve.Model):
             for name, value in outputs.items()
         ]
         response_id = payload.id or generate_uuid()
-        return InferResponse(response_id, self.name, outputs, str(self.version))
+        return InferResponse(response_id, self.name, outputs, str(version))
+
+
+def _fingerprint(directory):
+    """The names, sizes and modification times of the files under `directory`."""
+    files = sorted(path for path in directory.rglob("*") if path.is_file())
+    return [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+
+
+def _check_on_zeros(predictor):
+    """Runs one all-zeros example; raises `ValueError` if an output is not finite."""
+    example = {
+        name: np.full(
+            [1 if size is None else size for size in spec.shape.as_list()],
+            b"" if spec.dtype.name == "string" else 0,
+            spec.dtype.as_numpy_dtype,
+        )
+        for name, spec in predictor.input_specs.items()
+    }
+    for name, value in predictor.predict_all(example).items():
+        if value.dtype.kind in "fc" and not np.isfinite(value).all():
+            raise ValueError(f"output {name!r} is not finite on an all-zeros input")
+
+
+def _count_predictions(model, outputs):
+    """Counts predicted classes and their probability, if `outputs` are ones."""
+    p = np.asarray(outputs)
+    if p.dtype.kind != "f" or p.ndim != 2 or not p.size or p.min() < 0 or p.max() > 1:
+        return  # not probabilities: no class to count
+    if p.shape[1] == 1:  # a sigmoid unit: class 1 if p >= 0.5
+        classes, confidence = (p[:, 0] >= 0.5).astype(int), np.maximum(p, 1 - p)[:, 0]
+    elif np.allclose(p.sum(axis=1), 1, atol=1e-3):  # a softmax
+        classes, confidence = p.argmax(axis=1), p.max(axis=1)
+    else:  # several independent sigmoids: no single class
+        return
+    for label, count in zip(*np.unique(classes, return_counts=True), strict=True):
+        _PREDICTIONS.labels(model, str(label)).inc(int(count))
+    for value in confidence:
+        _CONFIDENCE.labels(model).observe(value)
 
 
 class _LoopbackModelServer(kserve.ModelServer):
@@ -207,18 +364,24 @@ def _v1_response(outputs, row_format):
 def _add_http_glue(app, model, max_request_bytes):
     """Adds TF Serving's status route (KServe's says only `ready`), the guard."""
 
-    async def model_status(model_name: str):
+    async def model_status(model_name: str):  # newest first, as TF Serving
         if model_name != model.name:
             raise ModelNotFound(model_name)
-        ok = {"error_code": "OK", "error_message": ""}
-        version = {"version": str(model.version), "state": "AVAILABLE", "status": ok}
-        return {"model_version_status": [version]}
+        versions = sorted(model.states.items(), reverse=True)
+        return {
+            "model_version_status": [
+                {
+                    "version": str(version),
+                    "state": state,
+                    "status": {"error_code": code, "error_message": message},
+                }
+                for version, (state, code, message) in versions
+            ]
+        }
 
     # Added before KServe adds its routes at start(), so this one answers.
     app.add_api_route("/v1/models/{model_name}", model_status, methods=["GET"])
-    labels = ["endpoint", "code"]
-    counter = Counter("dlkit_http_requests_total", "HTTP requests", labels)
-    app.add_middleware(_RequestGuard, limit=max_request_bytes, counter=counter)
+    app.add_middleware(_RequestGuard, limit=max_request_bytes, counter=_REQUESTS)
 
 
 class _RequestGuard:
@@ -296,6 +459,12 @@ class ServingClient:
     def status(self):
         """Returns the model's status (`GET /v1/models/NAME`) as a dict."""
         return _checked(self.session.get(self.model_url, timeout=self.timeout)).json()
+
+    def served_version(self):
+        """Returns the number of the version in state `AVAILABLE` (or `None`)."""
+        states = self.status()["model_version_status"]
+        available = [s["version"] for s in states if s["state"] == "AVAILABLE"]
+        return int(available[0]) if available else None
 
     def predict(self, instances):
         """Sends `{"instances": ...}`; returns the predictions as a NumPy array.

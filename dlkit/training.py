@@ -215,7 +215,7 @@ class Trainer:
             if validation is not None:
                 validation = _feed("validation_data", validation, batch_size)[0]
             callbacks = self._callbacks(list(callbacks or []), log_dir, backup.chief)
-            print(self._summary(run_name, batch, initial_epoch, backup.folder))
+            print(self._summary(run_name, batch, initial_epoch, backup))
             fit = model.fit
             if backup.multi_worker:
                 fit = functools.partial(_multi_worker_fit, model, strategy)
@@ -286,7 +286,7 @@ class Trainer:
             callbacks.append(_TensorBoard(log_dir, **options))
         return callbacks
 
-    def _summary(self, run_name, batch, initial_epoch, backup_folder):
+    def _summary(self, run_name, batch, initial_epoch, backup):
         replicas = self.strategy.num_replicas_in_sync
         name = type(self.strategy).__name__
         batch = f"{batch} ({batch / replicas:g} x {replicas})" if batch else None
@@ -294,11 +294,16 @@ class Trainer:
             f"Training {run_name!r}: strategy {_STRATEGY_NAMES.get(name, name)}, "
             f"{replicas} replica{'s' if replicas > 1 else ''}, precision "
             f"{self.precision}, global batch {batch or 'as batched by the dataset'}"
-            f", logs {self.log_dir}"
+            f", logs in {self._shown_log_dir(backup.run_folder)}"
         )
         if initial_epoch:
-            line += f", resuming after epoch {initial_epoch} from {backup_folder}"
+            line += f", resuming after epoch {initial_epoch} from {backup.folder}"
         return line
+
+    def _shown_log_dir(self, run_folder):
+        """The run's folder, not its timestamped subfolder (outputs stay stable)."""
+        own = os.path.dirname(self.log_dir) == run_folder
+        return os.path.join(run_folder, "") if own else self.log_dir
 
 
 def _select_strategy(devices, cluster=None):

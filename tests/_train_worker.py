@@ -59,12 +59,15 @@ def build_model(kind):
     return build
 
 
-def pause_callback(pause_at, folder):
+def pause_callback(pause_at, folder, trainer):
     import keras
 
     points = {tuple(map(int, item.split(":"))) for item in pause_at.split(",") if item}
 
     class Pause(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            print(f"log_dir {trainer.log_dir}", flush=True)  # known from the start
+
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch = epoch
 
@@ -116,7 +119,7 @@ def main():
         epochs=arguments.epochs,
         batch_size=arguments.batch_size,
         run_name=arguments.run_name,
-        callbacks=[pause_callback(arguments.pause_at, output.parent)],
+        callbacks=[pause_callback(arguments.pause_at, output.parent, trainer)],
         verbose=0,
     )
     print("history", {name: values for name, values in history.history.items()})

@@ -219,6 +219,21 @@ def test_sentiment_sentences_from_the_zip_download(tmp_path, monkeypatch):
     assert datasets.status()["sentiment_sentences"] == "cached"
 
 
+def test_sentiment_domains_are_the_same_sentences_by_site(
+    tmp_path, monkeypatch, capsys
+):
+    members = {f"folder/{n}_labelled.txt": sentiment_lines() for n in SENTIMENT}
+    sentiment_zip(tmp_path, monkeypatch, members)
+    domains = datasets.load_sentiment_domains()
+    assert capsys.readouterr().out.endswith(  # after Keras's download line
+        "sentiment_sentences [quick] by site: imdb 1,000, amazon 1,000, yelp 1,000\n"
+    )
+    assert [len(labels) for _, labels in domains.values()] == [1000] * 3
+    (x_train, _), (x_test, _) = datasets.load_sentiment_sentences(verbose=False)
+    by_site = np.concatenate([sentences for sentences, _ in domains.values()])
+    assert sorted(by_site) == sorted(np.concatenate([x_train, x_test]))
+
+
 def test_zip_files_with_other_bytes_must_have_the_dataset_format(tmp_path, monkeypatch):
     members = {f"folder/{n}_labelled.txt": sentiment_lines() for n in SENTIMENT}
     sentiment_zip(tmp_path, monkeypatch, members, pinned="1" * 64)
@@ -407,3 +422,19 @@ def test_make_dataset_augments_inputs_in_map():
     pairs = datasets.make_dataset(x, np.arange(10), shuffle=False, augment=double)
     images, labels = next(iter(pairs))
     assert (images.numpy() == 2.0).all() and labels.numpy().tolist() == list(range(10))
+
+
+def test_random_augmentations_repeat_for_a_seed():
+    import keras
+
+    x = np.random.default_rng(0).random((64, 8, 8, 1)).astype(np.float32)
+
+    def augmented():
+        keras.utils.set_random_seed(3)
+        noise = keras.layers.GaussianNoise(1.0, seed=3)
+        dataset = datasets.make_dataset(x, batch_size=4, seed=3, augment=noise)
+        return np.concatenate([batch.numpy() for batch in dataset])
+
+    first = augmented()
+    assert not np.allclose(first, np.sort(x, axis=0))  # noise was added
+    np.testing.assert_array_equal(first, augmented())

@@ -1,5 +1,6 @@
 """Verified, atomic exports of a tiny trained classifier, in every format."""
 
+import importlib.resources
 import os
 import pathlib
 import re
@@ -260,7 +261,7 @@ def test_load_predictor_names_what_it_can_load(tmp_path):
         deploy.load_predictor(tmp_path / "model.pt")
 
 
-DEPLOY_ASSETS = pathlib.Path(__file__).resolve().parents[1] / "assets" / "deploy"
+DEPLOY_ASSETS = importlib.resources.files("dlkit") / "assets/deploy"  # package data
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 

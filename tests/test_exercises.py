@@ -155,7 +155,92 @@ def _ranked(a, b, rank=stats.rankdata):
     return np.corrcoef(rank(np.ravel(a)), rank(np.ravel(b)))[0, 1]
 
 
+def _int8(low, high):
+    low, high = min(low, 0.0), max(high, 0.0)
+    scale = (high - low) / (127 - -128)
+    return scale, int(round(-128 - low / scale))
+
+
+def _rows(columns):
+    rows = zip(*(np.asarray(c).tolist() for c in columns.values()), strict=True)
+    return {"instances": [dict(zip(columns, row, strict=True)) for row in rows]}
+
+
+def _psi_by_histogram(reference, served, floor=1e-4, inner=None, kl=False):
+    inner = np.percentile(reference, np.arange(10, 100, 10)) if inner is None else inner
+    edges = np.r_[-np.inf, inner, np.inf]
+    p = np.maximum(np.histogram(reference, edges)[0] / len(reference), floor)
+    q = np.maximum(np.histogram(served, edges)[0] / len(served), floor)
+    return np.sum((q if kl else q - p) * np.log(q / p))
+
+
+# notebook 09 reference answers
+def _bn_inference(x, mean, variance, gamma, beta):
+    return gamma * (x - mean) / np.sqrt(variance + 1e-3) + beta
+
+
+def _histogram(cell, bins, angle=None, weights=True):
+    gy, gx = np.gradient(cell.astype(float))
+    angle = np.mod(np.arctan2(gy, gx) * 180 / np.pi, 180) if angle is None else angle
+    return np.bincount(
+        np.minimum((angle / (180 / bins)).astype(int), bins - 1).ravel(),
+        weights=np.hypot(gx, gy).ravel() if weights else None,
+        minlength=bins,
+    )
+
+
+def _soft_loss(student, teacher, temperature, factor=None):
+    p = special.softmax(teacher / temperature, axis=-1)
+    log_ratio = special.log_softmax(teacher / temperature, axis=-1) - (
+        special.log_softmax(student / temperature, axis=-1)
+    )
+    kl = np.sum(p * log_ratio, axis=-1)
+    return np.mean(kl) * (temperature**2 if factor is None else factor)
+
+
+def _mask(weights, sparsity, values=np.abs):
+    threshold = np.sort(values(weights), axis=None)[int(round(sparsity * weights.size))]
+    return (values(weights) >= threshold).astype(float)
+
+
+# notebooks 10-11 reference answers
+def _causal_padding_mask(ids):  # written out, query i and key j one by one
+    length = ids.shape[1]
+    return np.array(
+        [
+            [[j <= i and row[j] != 0 for j in range(length)] for i in range(length)]
+            for row in ids
+        ]
+    )
+
+
+def _attention_parameters(d, h, k):
+    import keras
+
+    layer = keras.layers.MultiHeadAttention(num_heads=h, key_dim=k)
+    layer.build((None, 3, d), (None, 3, d))
+    return layer.count_params()
+
+
+# notebook 12 reference answers
+def _ks_by_hand(a, b, at=None):
+    a, b = np.sort(a), np.sort(b)
+    at = np.r_[a, b] if at is None else at
+    cdf_a, cdf_b = (np.searchsorted(s, at, "right") / len(s) for s in (a, b))
+    return np.max(np.abs(cdf_a - cdf_b))
+
+
+def _promote(champion, challenger, tolerance, strictly=True):
+    new, old = challenger["new"] - champion["new"], challenger["old"] - champion["old"]
+    return (new > 0 if strictly else new >= 0) and old >= -tolerance
+
+
+# notebook 14 reference answers
+
+
 RIGHT = {
+    "check_scale_pixels": lambda x: x.astype(np.float32) / 255,
+    "check_class_counts": lambda labels, k: np.bincount(labels, minlength=k),
     "check_sigmoid": _sigmoid,
     "check_softmax": _softmax,
     "check_binary_crossentropy": _bce,
@@ -186,11 +271,40 @@ RIGHT = {
     "check_integrated_gradients": _integrated,
     "check_grad_cam_map": _grad_cam,
     "check_rank_correlation": _ranked,
+    "check_int8_parameters": _int8,
+    "check_row_request": _rows,
+    "check_population_stability_index": _psi_by_histogram,
+    # notebook 09 checks
+    "check_batch_norm_inference": _bn_inference,
+    "check_orientation_histogram": _histogram,
+    "check_soft_target_loss": _soft_loss,
+    "check_magnitude_mask": _mask,
+    # notebooks 10-11 checks
+    "check_attention_mask": _causal_padding_mask,
+    "check_attention_parameter_count": _attention_parameters,
+    # notebook 12 checks
+    "check_ks_statistic": _ks_by_hand,
+    "check_should_promote": _promote,
+    # notebook 14 checks
 }
 
 # For each check, wrong answers with a phrase of the hint each must get; together
 # they reach every hint of the check (see test_each_known_mistake_gets_its_hint).
 WRONG = {
+    "check_scale_pixels": [
+        (lambda x: x / 255, "Return float32"),
+        (lambda x: (x / 256).astype(np.float32), "Divide by 255"),
+        (lambda x: (x // 255).astype(np.float32), "true division"),
+        (lambda x: x.astype(np.float32) / 128, "0 -> 0.0, 255 -> 1.0"),
+    ],
+    "check_class_counts": [
+        (lambda labels, k: np.unique(labels, return_counts=True)[1], "zeros included"),
+        (
+            lambda labels, k: np.bincount(labels, minlength=k) / len(labels),
+            "not shares",
+        ),
+        (lambda labels, k: np.bincount(labels, minlength=k)[::-1], "counts[k] is how"),
+    ],
     "check_sigmoid": [
         (lambda z: 1 / (1 + np.exp(z)), "Mind the sign"),
         (lambda z: 1 / (1 + math.exp(-z[0])), "element-wise"),
@@ -430,6 +544,108 @@ WRONG = {
         ),
         (lambda a, b: _ranked(a, b, rank=np.argsort), "correlation of the ranks"),
     ],
+    "check_int8_parameters": [
+        (lambda low, high: (high - low) / 255, "Return a pair"),
+        (lambda low, high: ((high - low) / 256, -128), "255 steps"),
+        (lambda low, high: (_int8(low, high)[0], _int8(low, high)[1] + 128), "uint8"),
+        (lambda low, high: (_int8(low, high)[0], -128 + low * 255 / 4), "the sign"),
+        (lambda low, high: (_int8(low, high)[0], -128 - low * 255 / 4), "Round"),
+        (
+            lambda low, high: _int8(low, high) if low <= 0 else (1.5 / 255, -213),
+            "Widen",
+        ),
+        (lambda low, high: (1.0, -128), "zero_point = round(-128 - low / scale)"),
+    ],
+    "check_row_request": [
+        (lambda columns: {"instances": [{"pixels": np.zeros(2)}]}, ".tolist()"),
+        (lambda columns: {"inputs": _rows(columns)["instances"]}, "columnar format"),
+        (lambda columns: {"instances": {"pixels": [], "scanner": []}}, "not one entry"),
+        (lambda columns: {"instances": [[0.0, 255.0], [17.0, 3.0]]}, "an object from"),
+        (lambda columns: json.dumps(_rows(columns))[:-1] + ', "x": 1}', "for i in"),
+    ],
+    "check_population_stability_index": [
+        (lambda r, s: _psi_by_histogram(r, s, kl=True), "not by q alone"),
+        (
+            lambda r, s: _psi_by_histogram(r, s, inner=np.histogram_bin_edges(r)[1:-1]),
+            "not at equal widths",
+        ),
+        (lambda r, s: _psi_by_histogram(r, s, floor=0.0), "Floor the fractions"),
+        (lambda r, s: np.mean(s) - np.mean(r), "PSI = sum((q - p)"),
+    ],
+    # notebook 09 mistakes
+    "check_batch_norm_inference": [
+        (
+            lambda x, m, v, g, b: _bn_inference(x, x.mean(0), x.var(0), g, b),
+            "batch's own statistics",
+        ),
+        (lambda x, m, v, g, b: g * (x - m) / (v + 1e-3) + b, "not the variance"),
+        (lambda x, m, v, g, b: (x - m) / np.sqrt(v + 1e-3), "by gamma and shift"),
+        (lambda x, m, v, g, b: x[:2], "gamma * (x - moving_mean)"),
+    ],
+    "check_orientation_histogram": [
+        (lambda cell, bins: _histogram(cell, bins, weights=False), "magnitude"),
+        (
+            lambda cell, bins: np.histogram(
+                np.degrees(np.arctan2(*np.gradient(cell.astype(float)))) % 360,
+                bins,
+                range=(0, 180),
+                weights=np.hypot(*np.gradient(cell.astype(float))),
+            )[0],
+            "unsigned",
+        ),
+        (
+            lambda cell, bins: np.histogram(
+                np.degrees(np.arctan2(*np.gradient(cell.astype(float))[::-1])) % 180,
+                bins,
+                range=(0, 180),
+                weights=np.hypot(*np.gradient(cell.astype(float))),
+            )[0],
+            "along rows (y) first",
+        ),
+        (lambda cell, bins: np.ones(bins), "np.histogram(angle"),
+    ],
+    "check_soft_target_loss": [
+        (lambda s, t, temp: _soft_loss(s, t, temp, factor=1), "temperature**2"),
+        (lambda s, t, temp: _soft_loss(t, s, temp), "teacher's probabilities"),
+        (lambda s, t, temp: _soft_loss(s, t, 1.0) * temp**2, "Divide both sets"),
+        (lambda s, t, temp: _soft_loss(s, t, temp) * len(s), "Average over"),
+        (lambda s, t, temp: 0.5, "p = softmax(teacher / T)"),
+    ],
+    "check_magnitude_mask": [
+        (lambda w, s: _mask(w, s, values=lambda v: v), "by magnitude"),
+        (lambda w, s: 1 - _mask(w, s), "1 for the weights you keep"),
+        (lambda w, s: _mask(w, 1 - s), "not the fraction kept"),
+        (lambda w, s: np.ones_like(w), "np.argsort over"),
+    ],
+    # notebooks 10-11 mistakes
+    "check_attention_mask": [
+        (lambda ids: _causal_padding_mask(ids)[0], "shape (batch, length, length)"),
+        (lambda ids: np.tril(np.ones((2, 5, 5))), "hide the padding keys (id 0)"),
+        (lambda ids: np.ones((2, 5, 1)) * (ids != 0)[:, None, :], "hide the future"),
+        (lambda ids: (ids[:, None, :] != 0) & np.triu(np.ones((5, 5), bool)), "lower"),
+        (lambda ids: (ids[:, :, None] != 0) & np.tril(np.ones((5, 5), bool)), "rows"),
+        (lambda ids: np.ones((2, 5, 5), bool), "mask = (ids[:, None, :] != 0)"),
+    ],
+    "check_attention_parameter_count": [
+        (lambda d, h, k: 4 * d * h * k, "Count the biases"),
+        (lambda d, h, k: 3 * (d * h * k + h * k), "output projection"),
+        (lambda d, h, k: 4 * d * k + 3 * k + d, "Every head"),
+        (lambda d, h, k: d * h * k, "Query, key, value: d x (h * k)"),
+    ],
+    # notebook 12 mistakes
+    "check_ks_statistic": [
+        (lambda a, b: stats.ks_2samp(a, b, alternative="greater").statistic, "|F_a"),
+        (lambda a, b: _ks_by_hand(a, b, at=np.asarray(a)), "not only at those of a"),
+        (lambda a, b: abs(np.mean(a) - np.mean(b)), "not their means"),
+        (lambda a, b: 0.5, "np.searchsorted"),
+    ],
+    "check_should_promote": [
+        (lambda c, n, t: _promote(c, n, 0.0), "Allow the tolerance"),
+        (lambda c, n, t: n["new"] > c["new"], "Check the old domain too"),
+        (lambda c, n, t: _promote(c, n, t, strictly=False), "strictly better"),
+        (lambda c, n, t: _promote(c, n, t) and t > 0, "champion['old'] - tolerance."),
+    ],
+    # notebook 14 mistakes
 }
 
 

@@ -21,7 +21,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "assets" / "legacy" / "make_legacy_env.sh"
 REQUIREMENTS = ROOT / "assets" / "legacy" / "requirements-legacy.txt"
-REFERENCE = ROOT / "assets" / "tfa_reference.json"
+REFERENCE = ROOT / "dlkit" / "assets" / "tfa_reference.json"
 LEGACY_NOTEBOOK = ROOT / "notebooks" / "legacy" / "tfa_classic.ipynb"
 LEGACY_VENV = ROOT / ".venv-legacy"
 KERNEL_NAME = "dlkit-legacy-tfa"

@@ -80,6 +80,16 @@ CASES = {
         np.zeros((2, 28, 28, 1), "float32"),
         (2, 1),
     ),
+    "transformer_classifier": (
+        lambda: models.transformer_classifier(50, 8, 3, embedding_dim=8, num_heads=2),
+        TOKENS,
+        (2, 3),
+    ),
+    "gpt": (
+        lambda: models.gpt(50, 8, embedding_dim=8, num_heads=2, dropout=0.1),
+        TOKENS,
+        (2, 5, 50),
+    ),
 }
 
 
@@ -151,6 +161,11 @@ def test_parameter_counts_in_the_docstrings_are_right():
         (lambda: models.cnn((4,), 2), "input_shape=(4,)"),
         (lambda: models.resnet((8, 8), 2, filters=()), "filters=()"),
         (lambda: models.dcgan_generator(image_shape=(30, 30, 1)), "multiples of 4"),
+        (lambda: models.gpt(10, 8, embedding_dim=30, num_heads=4), "num_heads=4"),
+        (
+            lambda: models.transformer_classifier(10, 8, embedding_dim=6, num_heads=4),
+            "a divisor of embedding_dim=6",
+        ),
     ],
 )
 def test_what_keras_cannot_check_raises_keras_style_errors(build, message):
@@ -173,3 +188,54 @@ def test_models_import_nothing_from_higher_modules():
         if isinstance(node, ast.ImportFrom)
     }
     assert imported <= {"keras"}, imported
+
+
+def test_cnn_batch_norm_normalizes_each_convolution_before_its_relu():
+    model = models.cnn((28, 28), 10, filters=(4, 8), batch_norm=True)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds.count("BatchNormalization") == 2
+    convolutions = [x for x in model.layers if isinstance(x, keras.layers.Conv2D)]
+    assert len(convolutions) == 2 and not any(x.use_bias for x in convolutions)
+    first = kinds.index("Conv2D")
+    assert kinds[first : first + 3] == ["Conv2D", "BatchNormalization", "Activation"]
+    assert model(IMAGES).shape == (len(IMAGES), 10)
+
+
+def test_padding_does_not_change_the_transformer_classifier():
+    model = models.transformer_classifier(50, 12, embedding_dim=8, num_heads=2)
+    sentences = np.array([[5, 9, 2, 0, 0], [1, 2, 3, 4, 7]], dtype="int32")
+    longer = np.pad(sentences, ((0, 0), (0, 7)))  # 7 more padding positions
+    np.testing.assert_allclose(model(sentences), model(longer), atol=1e-6)
+    np.testing.assert_allclose(
+        model(sentences[:1, :3]), model(sentences[:1]), atol=1e-6
+    )
+    other = sentences.copy()
+    other[0, 1] = 11  # a real token does change it
+    assert np.abs(model(other)[0] - model(sentences)[0]).max() > 1e-6
+
+
+def test_a_causal_model_does_not_look_ahead():
+    model = models.gpt(50, 16, embedding_dim=8, num_heads=2, num_layers=2)
+    tokens = np.random.default_rng(0).integers(0, 50, size=(2, 16)).astype("int32")
+    for t in (0, 7, 14):
+        changed = tokens.copy()
+        changed[:, t + 1 :] = (changed[:, t + 1 :] + 1) % 50  # every input after t
+        before, after = model(tokens).numpy(), model(changed).numpy()
+        np.testing.assert_allclose(before[:, : t + 1], after[:, : t + 1], atol=1e-6)
+        assert np.abs(before[:, t + 1 :] - after[:, t + 1 :]).max() > 1e-6
+
+
+def test_transformer_depth_and_heads():
+    def attention_layers(model):
+        return [
+            layer
+            for layer in model.layers
+            if isinstance(layer, keras.layers.MultiHeadAttention)
+        ]
+
+    gpt = models.gpt(20, 8, embedding_dim=16, num_heads=4, num_layers=3)
+    assert len(attention_layers(gpt)) == 3
+    assert {layer.num_heads for layer in attention_layers(gpt)} == {4}
+    assert {layer.key_dim for layer in attention_layers(gpt)} == {4}
+    classifier = models.transformer_classifier(20, 8, embedding_dim=16, num_layers=2)
+    assert len(attention_layers(classifier)) == 2

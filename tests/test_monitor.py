@@ -1,6 +1,9 @@
 """Input-drift statistics on real images: scikit-learn's 8x8 digits."""
 
+import re
+
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.datasets import load_digits
 
@@ -62,3 +65,103 @@ def test_population_stability_index_of_piled_up_values():
 def test_population_stability_index_needs_data():
     with pytest.raises(ValueError, match="send some requests"):
         monitor.population_stability_index(np.ones(10), np.array([]))
+
+
+# -------------------------------------------------- drift tests and clean text
+def test_drift_test_flags_a_shift_not_a_fresh_sample():
+    rng = np.random.default_rng(0)
+    reference = rng.beta(8, 2, size=400)  # confidences of a sure model
+    fresh = [
+        monitor.drift_test(reference, rng.beta(8, 2, size=100)) for _ in range(200)
+    ]
+    shifted = monitor.drift_test(reference, rng.beta(5, 2, size=100))  # less sure
+    assert np.mean([test.drift for test in fresh]) <= 0.05  # alpha 0.01 on average
+    assert shifted.drift and shifted.p_value < 1e-3, shifted
+    assert 0 <= shifted.statistic <= 1
+
+
+def test_drift_test_on_categories():
+    rng = np.random.default_rng(1)
+    reference = rng.choice(3, size=600, p=[0.5, 0.3, 0.2])
+    same = monitor.drift_test(
+        reference, rng.choice(3, 200, p=[0.5, 0.3, 0.2]), test="chi2"
+    )
+    shifted = monitor.drift_test(
+        reference, rng.choice(3, 200, p=[0.2, 0.3, 0.5]), test="chi2"
+    )
+    assert shifted.drift and shifted.p_value < 1e-6, shifted
+    assert same.p_value > shifted.p_value
+    assert not monitor.drift_test(np.zeros(5), np.zeros(5), test="chi2").drift
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(test="t"), "Received: test='t'"),
+        (dict(alpha=1.5), "alpha=1.5"),
+        (dict(alpha="chi2"), "alpha='chi2'"),
+        (dict(served=[]), "argument `served`. Received: an array of shape (0,)"),
+        (dict(reference=np.ones((3, 2))), "Expected a non-empty 1-D sample"),
+    ],
+)
+def test_drift_test_rejects_bad_arguments(kwargs, message):
+    arguments = dict(reference=np.ones(5), served=np.ones(5)) | kwargs
+    with pytest.raises(ValueError, match=re.escape(message)):
+        monitor.drift_test(**arguments)
+
+
+def test_prediction_confidence():
+    np.testing.assert_allclose(
+        monitor.prediction_confidence([0.1, 0.5, 0.8]), [0.9, 0.5, 0.8]
+    )
+    np.testing.assert_allclose(
+        monitor.prediction_confidence([[0.3], [0.6]]), [0.7, 0.6]
+    )
+    softmax = [[0.2, 0.7, 0.1], [0.4, 0.3, 0.3]]
+    np.testing.assert_allclose(monitor.prediction_confidence(softmax), [0.7, 0.4])
+    for logits in ([2.0, -1.0], np.zeros((2, 2, 2)), []):
+        with pytest.raises(ValueError, match="not logits"):
+            monitor.prediction_confidence(logits)
+
+
+GOOD_ROWS = [
+    ("The food was great.", 1),
+    ("My fiancé and I loved the crêpes.", 1),  # real accents are fine
+    ("Not worth it.", 0),
+]
+
+
+@pytest.mark.parametrize(
+    "text, label, check",
+    [
+        ("The food was great.", 1, "field_uniqueness"),  # a second copy
+        ("", 0, "blank"),
+        (" \t\n ", 0, "blank"),
+        ("The service was \ufffd slow.", 0, "broken_encoding"),
+        ("My fiancÃ© loved it.", 1, "broken_encoding"),  # UTF-8 read as cp1252
+        ("Great phone\u00e2\u20ac\u2122s battery.", 1, "broken_encoding"),  # ’
+        ("All the problems\x97the acting.", 0, "broken_encoding"),  # a C1 control
+        ("word " * 300, 1, "too_long"),
+        ("Fine.", 2, "invalid_label"),
+        ("Fine.", -1, "invalid_label"),
+    ],
+)
+def test_each_cleaning_rule_catches_its_own_bad_input(text, label, check):
+    rows = pd.DataFrame(GOOD_ROWS + [(text, label)], columns=["text", "label"])
+    valid, failures = monitor.validate(rows, monitor.text_schema())
+    assert failures[["check", "index"]].values.tolist() == [[check, 3]], failures
+    assert valid.index.tolist() == [0, 1, 2]
+
+
+def test_clean_text_passes_the_schema():
+    rows = pd.DataFrame(GOOD_ROWS, columns=["text", "label"])
+    valid, failures = monitor.validate(rows, monitor.text_schema(max_characters=40))
+    assert failures.empty and list(failures.columns) == [
+        "column",
+        "check",
+        "failure_case",
+        "index",
+    ]
+    assert valid.equals(rows)
+    _, failures = monitor.validate(rows, monitor.text_schema(labels=(1,)))
+    assert failures["index"].tolist() == [2]  # label 0 is invalid here

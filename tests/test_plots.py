@@ -103,6 +103,21 @@ def test_plot_class_histogram_counts_every_class():
     assert heights == [0, 2, 0, 0, 0, 0, 0, 1, 0, 0]
 
 
+def test_plot_bars_draws_one_bar_per_label_first_on_top():
+    values = {"one device": 1.0, "mirrored": 0.4, "bfloat16": 2.0}
+    figure = plots.plot_bars(values, xlabel="vs one device", reference=1.0)
+    axis = figure.get_axes()[0]
+    assert [bar.get_width() for bar in axis.patches] == [1.0, 0.4, 2.0]
+    labels = [label.get_text() for label in axis.get_yticklabels()]
+    assert labels == list(values) and axis.yaxis_inverted()
+    assert axis.get_lines()[0].get_xdata()[0] == 1.0
+    assert (
+        plots.plot_bars({"a": 1e-8, "b": 1e-2}, log=True).axes[0].get_xscale() == "log"
+    )
+    with pytest.raises(ValueError, match=r"Received: \{'a': 0.0\}.*log=False"):
+        plots.plot_bars({"a": 0.0}, log=True)
+
+
 # plot_trials
 
 

@@ -4,19 +4,23 @@ import concurrent.futures
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import keras
 import numpy as np
+import prometheus_client
 import psutil
 import pytest
 import requests
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
-from dlkit import monitor, serve
+from dlkit import deploy, monitor, serve
 
 pytestmark = pytest.mark.slow
 
@@ -260,7 +264,9 @@ def test_stop_ends_the_server_and_removes_its_log(server):  # last: stops it
 
 
 # The deployment files run `python -m dlkit serve`: their arguments must parse.
-DEPLOY_ASSETS = pathlib.Path(__file__).resolve().parents[1] / "assets" / "deploy"
+DEPLOY_ASSETS = (
+    pathlib.Path(__file__).resolve().parents[1] / "dlkit" / "assets" / "deploy"
+)
 
 
 def test_custom_predictor_manifest_runs_dlkit_serve_with_valid_arguments():
@@ -288,3 +294,214 @@ def test_dockerfile_entrypoint_matches_the_command_line():
         "0.0.0.0",
         8080,
     )
+
+
+def test_cli_rejects_a_negative_poll_interval(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        serve.main([str(tmp_path), "--poll-seconds", "-1"])
+    assert exit_.value.code == 2
+    assert "`--poll-seconds`. Received: -1.0. Expected a number >= 0" in (
+        capsys.readouterr().err
+    )
+
+
+def test_prediction_metrics_for_sigmoid_softmax_and_other_outputs():
+    def value(name, **labels):
+        return prometheus_client.REGISTRY.get_sample_value(name, labels) or 0
+
+    serve._count_predictions("sigmoid", np.array([[0.93], [0.27], [0.5]]))
+    assert value("dlkit_predictions_total", model="sigmoid", **{"class": "1"}) == 2
+    assert value("dlkit_predictions_total", model="sigmoid", **{"class": "0"}) == 1
+    confidence = "dlkit_prediction_confidence_bucket"  # 0.93, 0.73 and 0.5
+    for le, count in {"0.4": 0, "0.5": 1, "0.75": 2, "0.95": 3}.items():
+        assert value(confidence, model="sigmoid", le=le) == count, le
+    serve._count_predictions("softmax", np.array([[0.1, 0.2, 0.7], [0.6, 0.3, 0.1]]))
+    assert value("dlkit_predictions_total", model="softmax", **{"class": "2"}) == 1
+    assert value("dlkit_prediction_confidence_sum", model="softmax") == pytest.approx(
+        1.3
+    )
+    serve._count_predictions("logits", np.array([[2.0, -1.0]]))  # not probabilities
+    serve._count_predictions("multilabel", np.array([[0.9, 0.8]]))  # no single class
+    for model in ["logits", "multilabel"]:
+        assert value("dlkit_prediction_confidence_count", model=model) == 0
+
+
+# ------------------------------------------ new versions while serving (in order)
+ANSWERS = {1: [0.88, 0.12], 2: [0.22, 0.78], 4: [0.33, 0.67]}  # each version's
+X = np.random.default_rng(0).random((3, 3), dtype=np.float32)
+CLIENTS = 8
+
+
+def constant_model(probabilities):
+    """A classifier answering `probabilities` whatever the input."""
+    model = keras.Sequential(
+        [keras.Input((3,), name="features"), keras.layers.Dense(2, "softmax")]
+    )
+    kernel, _ = model.layers[0].get_weights()
+    bias = np.log(probabilities).astype("float32")
+    model.layers[0].set_weights([np.zeros_like(kernel), bias])
+    return model
+
+
+def answered_version(predictions):
+    """The version whose answer `predictions` are (each row); raises if none."""
+    (version,) = [
+        v for v, p in ANSWERS.items() if np.allclose(predictions, p, atol=1e-5)
+    ]
+    return version
+
+
+def wait_for(condition, server, what, seconds=120):
+    """Polls `condition()` until it holds; fails with the server log if not."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}:\n{server.log_tail(40)}"
+        time.sleep(0.1)
+
+
+def metric(text, name, **labels):
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    return 0.0
+
+
+@pytest.fixture(scope="module")
+def versions(tmp_path_factory):
+    """`watched/` starts with version 1; the tests below add 2, 3 and 4."""
+    directory = tmp_path_factory.mktemp("versions") / "watched"
+    deploy.export(constant_model(ANSWERS[1]), directory, X)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def watched(versions):
+    with serve.LocalServer(versions) as local:  # --poll-seconds 2, the default
+        yield local
+
+
+@pytest.fixture(scope="module")
+def frozen(versions):
+    with serve.LocalServer(versions, extra_args=["--poll-seconds", "0"]) as local:
+        yield local
+
+
+def test_new_version_is_swapped_in_under_load_with_no_failed_request(
+    watched, frozen, versions
+):
+    assert watched.client.served_version() == frozen.client.served_version() == 1
+    stop, failures, answers = threading.Event(), [], [[] for _ in range(CLIENTS)]
+
+    def client_loop(index):
+        client = serve.ServingClient(watched.url, watched.name)
+        while not stop.is_set():
+            try:
+                answers[index].append(answered_version(client.predict(X)))
+            except Exception as error:  # a failed request or a wrong answer
+                failures.append(repr(error))
+        client.close()
+
+    with concurrent.futures.ThreadPoolExecutor(CLIENTS) as pool:
+        loops = [pool.submit(client_loop, index) for index in range(CLIENTS)]
+        try:
+            wait_for(lambda: all(answers), watched, "the clients got no answers")
+            deploy.export(constant_model(ANSWERS[2]), versions, X)  # renames to 2/
+            shipped = time.monotonic()
+            wait_for(
+                lambda: all(a[-1] == 2 for a in answers), watched, "no switch to 2"
+            )
+            switched_after = time.monotonic() - shipped
+            counts = [len(a) for a in answers]
+            wait_for(  # and a few more answers each
+                lambda: all(
+                    len(a) > c + 2 for a, c in zip(answers, counts, strict=True)
+                ),
+                *(watched, "the clients stalled after the switch"),
+            )
+        finally:
+            stop.set()
+        for loop in loops:
+            loop.result()
+    assert failures == [], failures[:5]
+    assert switched_after <= 10, switched_after  # the issue's deadline
+    for client_answers in answers:  # each client: version 1, then only 2
+        switch = client_answers.index(2)
+        assert set(client_answers[:switch]) == {1}
+        assert set(client_answers[switch:]) == {2}
+    assert answered_version(frozen.client.predict(X)) == 1  # never looks
+    listed = frozen.client.status()["model_version_status"]
+    assert [s["version"] for s in listed] == ["1"]
+    assert "Serving version 2 of model watched." in watched.log_tail(10**6)
+
+
+def test_broken_and_unfinished_versions_are_never_served(watched, versions):
+    assert watched.client.served_version() == 2  # the previous test shipped it
+    staging = versions.parent / "staging"
+    built = deploy.export(constant_model(ANSWERS[4]), staging, X).path
+    # A finished copy under a temporary name, and one with saved_model.pb missing.
+    shutil.copytree(built, versions / ".4.tmp-copy")
+    shutil.copytree(built, versions / "4", ignore=shutil.ignore_patterns("*.pb"))
+    # Version 3 is complete (renamed into place) but its saved_model.pb is cut.
+    shutil.copytree(versions / "2", versions / ".3.partial")
+    graph = versions / ".3.partial" / "saved_model.pb"
+    graph.write_bytes(graph.read_bytes()[: graph.stat().st_size // 2])
+    os.rename(versions / ".3.partial", versions / "3")
+
+    def states():
+        listed = watched.client.status()["model_version_status"]
+        return {s["version"]: (s["state"], s["status"]) for s in listed}
+
+    wait_for(lambda: states().get("3", ("",))[0] == "END", watched, "3 not refused")
+    time.sleep(5)  # two more polls: a refused version is not tried again
+    state, status = states()["3"]
+    assert status["error_code"] != "OK" and "saved_model.pb" in status["error_message"]
+    assert str(versions) not in status["error_message"]
+    assert sorted(states()) == ["1", "2", "3"]  # 4 is not a version yet
+    assert watched.client.served_version() == 2
+    assert answered_version(watched.client.predict(X)) == 2
+    assert watched.log_tail(10**6).count("Refused version 3 of model watched") == 1
+
+    shutil.copy2(pathlib.Path(built) / "saved_model.pb", versions / "4")  # done
+    wait_for(lambda: watched.client.served_version() == 4, watched, "4 not served")
+    assert answered_version(watched.client.predict(X)) == 4
+    assert [(v, s[0]) for v, s in states().items()] == [
+        ("4", "AVAILABLE"),
+        ("3", "END"),
+        ("2", "END"),
+        ("1", "END"),
+    ]
+
+
+def test_metrics_report_the_version_classes_and_confidence(watched):
+    before = watched.client.metrics()
+    for _ in range(5):
+        assert answered_version(watched.client.predict(X)) == 4  # class 1 at 0.67
+    after = watched.client.metrics()
+
+    def grown(name, **labels):
+        return metric(after, name, **labels) - metric(before, name, **labels)
+
+    model = {"model": "watched"}
+    assert grown("dlkit_predictions_total", **model, **{"class": "1"}) == 15
+    assert grown("dlkit_predictions_total", **model, **{"class": "0"}) == 0
+    assert metric(after, "dlkit_predictions_total", **model, **{"class": "0"}) > 0
+    confidence = "dlkit_prediction_confidence_bucket"
+    assert grown(confidence, **model, le="0.65") == 0
+    assert grown(confidence, **model, le="0.7") == 15
+    assert grown("dlkit_prediction_confidence_count", **model) == 15
+    assert metric(after, "dlkit_model_version", **model) == 4
+    assert metric(after, "dlkit_model_versions_refused_total", **model) == 1
+    assert grown("request_predict_seconds_count", model_name="watched") == 5
+
+
+def test_deleting_the_served_version_rolls_back(watched, versions):
+    shutil.rmtree(versions / "4")
+    shutil.rmtree(versions / "3")
+    wait_for(lambda: watched.client.served_version() == 2, watched, "no rollback")
+    assert answered_version(watched.client.predict(X)) == 2
+    listed = watched.client.status()["model_version_status"]
+    assert [(s["version"], s["state"]) for s in listed][:2] == [
+        ("4", "END"),
+        ("3", "END"),
+    ]
