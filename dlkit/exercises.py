@@ -203,6 +203,11 @@ def _config(result):
         return None
 
 
+_JSON_ANSWER = dict(  # options for an answer given as a dict or as JSON text
+    show=lambda value: value if isinstance(value, str) else json.dumps(value),
+    same=lambda result, expected: _config(result) == expected,
+    missing=("{problem}", "{shown}", _RETURN_HINT),
+)
 _SHAPE = _If(lambda result, expected, *_: np.shape(result) != np.shape(expected))
 _NOT_PAIR = _If(lambda result, *_: not _is_pair(result))
 _EXACT = dict(show=repr, same=lambda result, expected: _close(result, expected, 0, 0))
@@ -684,9 +689,7 @@ check_tf_config = _exercise(
     "Every process here is a worker: task.type is 'worker' (worker 0 acts as chief).",
     "Two keys: 'cluster' ({'worker': addresses}) and 'task' ({'type': 'worker', "
     "'index': index}).",
-    show=lambda value: value if isinstance(value, str) else json.dumps(value),
-    same=lambda result, expected: _config(result) == expected,
-    missing=("{problem}", "{shown}", _RETURN_HINT),
+    **_JSON_ANSWER,
 )
 
 
@@ -810,11 +813,6 @@ check_int8_parameters = _exercise(
         "(scale, zero_point)",
         lambda scale, zero: f"scale = {_show(scale)}, zero_point = {float(zero):g}",
     ),
-)
-_JSON_ANSWER = dict(  # options for an answer given as a dict or as JSON text
-    show=lambda value: value if isinstance(value, str) else json.dumps(value),
-    same=lambda result, expected: _config(result) == expected,
-    missing=("{problem}", "{shown}", _RETURN_HINT),
 )
 _COLUMNS = {
     "pixels": np.array([[0.0, 255.0], [17.0, 3.0]]),

@@ -240,23 +240,15 @@ def _output(text):
     )
 
 
+def _overview_without(text):
+    return lambda cells: setattr(cells[0], "source", cells[0].source.replace(text, ""))
+
+
 BROKEN = {
-    "no title": (
-        lambda c: setattr(c[0], "source", c[0].source.replace("# 99 · ", "")),
-        "`# ` title",
-    ),
-    "no objectives": (
-        lambda c: setattr(c[0], "source", c[0].source.replace("What you will", "")),
-        "objectives",
-    ),
-    "no full-profile time": (
-        lambda c: setattr(c[0], "source", c[0].source.replace("full", "")),
-        "full profile",
-    ),
-    "no results": (
-        lambda c: setattr(c[0], "source", c[0].source.replace("Results", "")),
-        "the results",
-    ),
+    "no title": (_overview_without("# 99 · "), "`# ` title"),
+    "no objectives": (_overview_without("What you will"), "objectives"),
+    "no full-profile time": (_overview_without("full"), "full profile"),
+    "no results": (_overview_without("Results"), "the results"),
     "two setup calls": (
         lambda c: c.insert(2, nbformat.v4.new_code_cell("dlkit.setup(seed=1)")),
         "found 2",
