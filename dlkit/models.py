@@ -85,6 +85,7 @@ def cnn(
     dropout=0.5,
     rescale=None,
     batch_norm=False,
+    convs_per_block=1,
 ):
     """Builds a small convnet in the style of keras-io's MNIST example.
 
@@ -92,19 +93,25 @@ def cnn(
     34826
 
     Args:
-        filters: one 3x3 ReLU convolution and a 2x2 max-pooling per entry,
-            then `dropout` and the classifier. Defaults to `(32, 64)`.
+        filters: one block per entry: `convs_per_block` 3x3 ReLU convolutions
+            of that many filters, then a 2x2 max-pooling. After the blocks come
+            `dropout` and the classifier. Defaults to `(32, 64)`.
         batch_norm: whether each convolution is followed by batch
             normalization (the convolution then has no bias) before its ReLU.
             Defaults to `False`.
+        convs_per_block: convolutions before each pooling; 2 gives VGG's
+            pattern. Defaults to `1`.
     """
+    if not (hasattr(convs_per_block, "__index__") and convs_per_block >= 1):
+        raise _invalid("convs_per_block", convs_per_block, "a positive integer")
     inputs, x = _image_inputs(input_shape, rescale, filters)
     for count in filters:
-        if batch_norm:
-            x = layers.Conv2D(count, 3, use_bias=False)(x)
-            x = layers.Activation("relu")(layers.BatchNormalization()(x))
-        else:
-            x = layers.Conv2D(count, 3, activation="relu")(x)
+        for _ in range(convs_per_block):
+            if batch_norm:
+                x = layers.Conv2D(count, 3, use_bias=False)(x)
+                x = layers.Activation("relu")(layers.BatchNormalization()(x))
+            else:
+                x = layers.Conv2D(count, 3, activation="relu")(x)
         x = layers.MaxPooling2D(2)(x)
     x = _dropout(layers.Flatten()(x), dropout)
     return keras.Model(inputs, _classifier_head(x, num_classes), name="cnn")

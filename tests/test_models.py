@@ -190,6 +190,17 @@ def test_models_import_nothing_from_higher_modules():
     assert imported <= {"keras"}, imported
 
 
+def test_cnn_stacks_convs_per_block_before_each_pooling():
+    model = models.cnn((28, 28), 10, filters=(4, 8), convs_per_block=2)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds.count("Conv2D") == 4 and kinds.count("MaxPooling2D") == 2
+    pooled = [x for x in model.layers if isinstance(x, keras.layers.MaxPooling2D)]
+    assert pooled[-1].output.shape == (None, 4, 4, 8)  # 28-26-24-12-10-8-4
+    for wrong in (0, 1.5):
+        with pytest.raises(ValueError, match=f"convs_per_block={wrong}"):
+            models.cnn((28, 28), 10, convs_per_block=wrong)
+
+
 def test_cnn_batch_norm_normalizes_each_convolution_before_its_relu():
     model = models.cnn((28, 28), 10, filters=(4, 8), batch_norm=True)
     kinds = [type(layer).__name__ for layer in model.layers]
