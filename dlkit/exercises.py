@@ -30,15 +30,10 @@ __all__ = [
     *("check_loss_scaling", "check_tf_config"),
     *("check_integrated_gradients", "check_grad_cam_map", "check_rank_correlation"),
     *("check_int8_parameters", "check_row_request"),
-    "check_population_stability_index",
-    # notebook 09 checks
-    *("check_batch_norm_inference", "check_orientation_histogram"),
-    *("check_soft_target_loss", "check_magnitude_mask"),
-    # notebooks 10-11 checks
+    *("check_population_stability_index", "check_batch_norm_inference"),
+    *("check_orientation_histogram", "check_soft_target_loss", "check_magnitude_mask"),
     *("check_attention_mask", "check_attention_parameter_count"),
-    # notebook 12 checks
     *("check_ks_statistic", "check_should_promote"),
-    # notebook 14 checks
 ]
 
 _RETURN_HINT = "Replace `...` with your code and `return` the result."
@@ -224,7 +219,7 @@ _MEAN_LOSS = (  # the mistakes every check of a mean loss looks for first
     "Take the mean over the examples, not the sum.",
 )
 
-# Data (notebook 00)
+# Data
 check_scale_pixels = _exercise(
     "Checks `scale(x)`: uint8 pixels in 0..255 to float32 values in 0..1.",
     lambda x: x.astype(np.float32) / 255,
@@ -888,7 +883,6 @@ check_population_stability_index = _exercise(
 )
 
 
-# notebook 09 checks (definitions)
 # Transfer learning
 def _batch_norm(x, mean, variance, gamma, beta, epsilon=1e-3):
     return gamma * (x - mean) / np.sqrt(variance + epsilon) + beta
@@ -1011,7 +1005,7 @@ check_magnitude_mask = _exercise(
 )
 
 
-# notebooks 10-11 checks (definitions)
+# Attention
 def _attention_mask(ids, rows=False, causal=np.tril):
     """True where query i may attend key j: j <= i, and key j is not padding."""
     ids = np.asarray(ids)
@@ -1068,7 +1062,7 @@ check_attention_parameter_count = _exercise(
 )
 
 
-# notebook 12 checks (definitions)
+# Monitoring
 def _ks(a, b):
     from scipy import stats  # installed with scikit-learn; imported when used
 
@@ -1127,8 +1121,6 @@ check_should_promote = _exercise(
     "champion['old'] - tolerance.",
     **_EXACT,
 )
-
-# notebook 14 checks (definitions)
 
 for _name in __all__:  # name the checks `_exercise` made after their variables
     globals()[_name].__name__ = globals()[_name].__qualname__ = _name

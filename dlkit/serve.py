@@ -290,14 +290,14 @@ def _count_predictions(model, outputs):
     if p.dtype.kind != "f" or p.ndim != 2 or not p.size or p.min() < 0 or p.max() > 1:
         return  # not probabilities: no class to count
     if p.shape[1] == 1:  # a sigmoid unit: class 1 if p >= 0.5
-        classes, confidence = (p[:, 0] >= 0.5).astype(int), np.maximum(p, 1 - p)[:, 0]
+        classes = (p[:, 0] >= 0.5).astype(int)
     elif np.allclose(p.sum(axis=1), 1, atol=1e-3):  # a softmax
-        classes, confidence = p.argmax(axis=1), p.max(axis=1)
+        classes = p.argmax(axis=1)
     else:  # several independent sigmoids: no single class
         return
     for label, count in zip(*np.unique(classes, return_counts=True), strict=True):
         _PREDICTIONS.labels(model, str(label)).inc(int(count))
-    for value in confidence:
+    for value in monitor.prediction_confidence(p):
         _CONFIDENCE.labels(model).observe(value)
 
 
