@@ -473,13 +473,17 @@ def run_worker(command, log):
 
 def wait_for(path, process, log):
     """Polls until `path` exists, failing early if the worker has exited."""
+    wait_until(path.exists, process, log, path.name)
+
+
+def wait_until(ready, process, log, what):
     for _ in range(HANG_GUARD_SECONDS * 10):
-        if path.exists():
+        if ready():
             return
         if process.poll() is not None:
-            pytest.fail(f"worker exited before {path.name}:\n{log.read_text()[-3000:]}")
+            pytest.fail(f"worker exited before {what}:\n{log.read_text()[-3000:]}")
         time.sleep(0.1)
-    pytest.fail(f"worker never reached {path.name}")
+    pytest.fail(f"worker never reached {what}")
 
 
 def load_weights(path):
@@ -649,6 +653,34 @@ def test_two_workers_killed_resume_from_the_chiefs_backup(
     assert tf.train.latest_checkpoint(str(tmp_path / "worker" / "backup"))
     outputs = run_cluster(tmp_path, [free_port(), free_port()], *pausing)
     assert all("resuming after epoch 1" in output for output in outputs)
+    folder, _ = two_workers
+    assert_identical(
+        load_weights(tmp_path / "worker0.npz"), load_weights(folder / "worker0.npz")
+    )
+
+
+@pytest.mark.slow
+def test_two_workers_outlast_a_chief_frozen_for_20_seconds(
+    tmp_path, two_workers, free_port
+):
+    # SIGSTOP freezes the whole process, heartbeats included, as a VM paused by
+    # its host or a swapping laptop would. With TensorFlow's 10 s heartbeat
+    # timeout the coordination service (it runs in the chief) failed both
+    # workers; the trainer allows HEARTBEAT_TIMEOUT_SECONDS.
+    assert training.HEARTBEAT_TIMEOUT_SECONDS > 20
+    ports = [free_port(), free_port()]
+    processes = start_cluster(tmp_path, ports, *CLUSTER_OPTIONS, tag="worker")
+    try:
+        chief, log = processes[0]
+        wait_until(lambda: "log_dir" in log.read_text(), chief, log, "training")
+        chief.send_signal(signal.SIGSTOP)
+        time.sleep(20)
+        chief.send_signal(signal.SIGCONT)
+        for process, log in processes:
+            finish(process, log)
+    finally:
+        for process, _ in processes:
+            stop(process)
     folder, _ = two_workers
     assert_identical(
         load_weights(tmp_path / "worker0.npz"), load_weights(folder / "worker0.npz")
