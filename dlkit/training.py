@@ -342,35 +342,19 @@ def _resolve_strategy(spec):
 # by its host) is not dead. XLA's distributed client waits 100 s; so do we. A
 # worker that dies is still noticed within seconds: its connections close.
 HEARTBEAT_TIMEOUT_SECONDS = 100
-_COORDINATED_JOBS = ("chief", "worker")
 
 
 def _allow_slow_heartbeats():
-    """Configures the coordination service as MultiWorkerMirroredStrategy would,
-    with a longer heartbeat timeout (TensorFlow has no public API for it)."""
-    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
-    from tensorflow.python.distribute import multi_worker_util
+    """Sets the heartbeat timeout before MultiWorkerMirroredStrategy starts the
+    coordination service (no public API does); TensorFlow fills in the rest."""
     from tensorflow.python.eager import context
 
-    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
-    if context.context().coordination_service or (
-        resolver.task_type not in _COORDINATED_JOBS
-    ):
-        return
-    cluster = resolver.cluster_spec()
-    jobs = [
-        coordination_config_pb2.CoordinatedJob(
-            name=job, num_tasks=cluster.num_tasks(job)
+    task = tf.distribute.cluster_resolver.TFConfigClusterResolver().task_type
+    if task in ("chief", "worker") and not context.context().coordination_service:
+        context.context().configure_coordination_service(
+            service_type="standalone",
+            heartbeat_timeout_in_ms=HEARTBEAT_TIMEOUT_SECONDS * 1000,
         )
-        for job in _COORDINATED_JOBS
-        if job in cluster.jobs
-    ]
-    context.context().configure_coordination_service(
-        service_type="standalone",
-        service_leader=multi_worker_util.coordination_leader(cluster),
-        coordinated_jobs=jobs,
-        heartbeat_timeout_in_ms=HEARTBEAT_TIMEOUT_SECONDS * 1000,
-    )
 
 
 @functools.cache
